@@ -1,0 +1,117 @@
+"""Datasets as lists of sample dicts: the tiny world, jsonl/parquet files, or the HF hub.
+
+Every sample gets an `id` and a `prompt` (chat messages). The other fields are kept as
+they are, for rewards to read (e.g. the math reward's gold answer).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Any, Iterator
+
+from rlkit.config import DataConfig
+from rlkit.errors import DataError
+from rlkit.templates import render_prompt, resolve_template
+from rlkit.world.arithmetic import arithmetic_samples
+
+PROBLEM_FIELDS = ("problem", "question", "prompt", "instruction")
+
+
+def read_rows(path: Path) -> list[dict[str, Any]]:
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        return pq.read_table(path).to_pylist()
+    opener = open
+    if path.suffix == ".gz":
+        import gzip
+
+        opener = gzip.open  # type: ignore[assignment]
+    rows = []
+    with opener(path, "rt", encoding="utf-8") as f:
+        for line_no, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise DataError(f"{path}: line {line_no} is not valid JSON ({err.msg})") from None
+            if not isinstance(row, dict):
+                raise DataError(f"{path}: line {line_no}: expected a JSON object, got {type(row).__name__}")
+            rows.append(row)
+    return rows
+
+
+def _prompt_of(row: dict[str, Any], template: str, where: str) -> list[dict[str, str]]:
+    for field in PROBLEM_FIELDS:
+        value = row.get(field)
+        if value is None:
+            continue
+        if isinstance(value, str):
+            return render_prompt(value, template)
+        if isinstance(value, (list, tuple)) and value and all(isinstance(m, dict) and "content" in m for m in value):
+            return [{"role": m.get("role", "user"), "content": m["content"]} for m in value]  # already chat messages
+    raise DataError(f"{where}: no prompt field; expected one of {', '.join(PROBLEM_FIELDS)} (a string or chat messages)")
+
+
+def load_samples(data: DataConfig, seed: int = 0) -> list[dict[str, Any]]:
+    """Load, template and replicate the rows of one data config."""
+    source = data.source
+    template = resolve_template(data.template, source)
+    if source == "tiny:arithmetic":
+        rows = arithmetic_samples(data.split, data.size, seed=0)
+        label = f"tiny:arithmetic[{data.split}]"
+    elif source.startswith("hf:"):
+        import datasets
+
+        rows = list(datasets.load_dataset(source[3:], split=data.split))
+        label = source
+    else:
+        path = Path(source).expanduser()
+        if not path.exists():
+            raise DataError(f"data file not found: {path}")
+        rows = read_rows(path)
+        label = str(path)
+    if data.limit:
+        rows = rows[: data.limit]
+    if not rows:
+        raise DataError(f"{label}: no rows")
+    samples = []
+    for index, row in enumerate(rows):
+        sample = dict(row)
+        sample.setdefault("id", f"{Path(label).stem}-{index}")
+        sample["id"] = str(sample["id"])
+        sample["prompt"] = _prompt_of(row, template, f"{label} row {index + 1}")
+        samples.append(sample)
+    return samples * data.repeat
+
+
+class PromptStream:
+    """An endless, seeded, shuffled stream of samples whose position can be saved and restored."""
+
+    def __init__(self, samples: list[dict[str, Any]], seed: int, shuffle: bool = True):
+        self.samples, self.seed, self.shuffle = samples, seed, shuffle
+        self.position = 0  # samples consumed so far, over all epochs
+        self._cached: tuple[int, list[int]] = (-1, [])
+
+    def _order(self, epoch: int) -> list[int]:
+        if self._cached[0] != epoch:
+            order = list(range(len(self.samples)))
+            if self.shuffle:
+                random.Random(f"{self.seed}-{epoch}").shuffle(order)
+            self._cached = (epoch, order)
+        return self._cached[1]
+
+    def take(self, count: int) -> list[dict[str, Any]]:
+        out = []
+        while len(out) < count:
+            epoch, offset = divmod(self.position, len(self.samples))
+            out.append(self.samples[self._order(epoch)[offset]])
+            self.position += 1
+        return out
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        while True:
+            yield self.take(1)[0]

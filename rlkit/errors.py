@@ -1,0 +1,20 @@
+"""Errors a user can act on. The CLI prints them as one line and exits with status 2."""
+
+
+class RlkitError(Exception):
+    """Base for user-facing errors: the message names the file, key or sample and what was expected."""
+
+
+class ConfigError(RlkitError):
+    """A recipe, override or command-line argument is wrong."""
+
+
+class DataError(RlkitError):
+    """A data file or row cannot be used."""
+
+
+class MissingExtraError(RlkitError):
+    """A backend was selected whose optional dependencies are not installed."""
+
+    def __init__(self, what: str, extra: str, module: str):
+        super().__init__(f"{what} needs '{module}', which is not installed: pip install 'rlkit[{extra}]'")

@@ -1,0 +1,67 @@
+"""The learner seam and the batch it consumes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, replace
+from typing import Callable, Iterable, Protocol
+
+import torch
+
+
+@dataclass
+class TokenBatch:
+    """Right-padded sequences (prompt + response). Per-token tensors are aligned with `input_ids`:
+    `loss_mask[b, t] = 1` when token t is a response token that the loss sees, and
+    per-token logprobs at t are log p(input_ids[t] | input_ids[:t])."""
+
+    input_ids: torch.Tensor  # [B, L] long
+    attention_mask: torch.Tensor  # [B, L]
+    loss_mask: torch.Tensor  # [B, L] float
+    extras: dict[str, torch.Tensor] = field(default_factory=dict)  # advantages, old_logprobs, ref_logprobs, ...
+
+    def __len__(self) -> int:
+        return self.input_ids.shape[0]
+
+    def select(self, index: slice | torch.Tensor) -> "TokenBatch":
+        return TokenBatch(
+            self.input_ids[index],
+            self.attention_mask[index],
+            self.loss_mask[index],
+            {k: v[index] for k, v in self.extras.items()},
+        )
+
+    def to(self, device: torch.device | str) -> "TokenBatch":
+        moved = {f.name: getattr(self, f.name).to(device) for f in fields(self) if f.name != "extras"}
+        return replace(self, **moved, extras={k: v.to(device) for k, v in self.extras.items()})
+
+
+def pad_sequences(sequences: list[list[int]], loss_starts: list[int], pad_id: int) -> TokenBatch:
+    """Right-pad token lists; the loss covers tokens from `loss_starts[i]` to the end of sequence i."""
+    width = max(len(s) for s in sequences)
+    ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
+    attention = torch.zeros((len(sequences), width), dtype=torch.long)
+    loss_mask = torch.zeros((len(sequences), width), dtype=torch.float)
+    for row, (seq, start) in enumerate(zip(sequences, loss_starts)):
+        ids[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
+        attention[row, : len(seq)] = 1
+        loss_mask[row, start : len(seq)] = 1.0
+    return TokenBatch(ids, attention, loss_mask)
+
+
+# loss_fn(micro_batch, logprobs, entropy) -> (loss already normalized for the whole batch, metrics)
+LossFn = Callable[[TokenBatch, torch.Tensor, torch.Tensor], tuple[torch.Tensor, dict[str, float]]]
+
+
+class Learner(Protocol):
+    def logprobs(self, batch: TokenBatch, with_entropy: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Per-token logprobs [B, L] (and entropy) without gradients."""
+
+    def train_step(self, batch: TokenBatch, loss_fn: LossFn) -> dict[str, float]:
+        """One optimizer step over the batch, in micro-batches."""
+
+    def named_weights(self) -> Iterable[tuple[str, torch.Tensor]]:
+        """Full weights for the rollout engine (merged when training adapters)."""
+
+    def save(self, directory: str) -> None: ...
+
+    def load(self, directory: str) -> None: ...

@@ -1,0 +1,18 @@
+"""Rollout engines: turn prompts into sampled completions. Backends are imported only when selected."""
+
+from rlkit.rollout.base import Completion, RolloutEngine, SamplingParams
+
+__all__ = ["Completion", "RolloutEngine", "SamplingParams", "build_engine"]
+
+
+def build_engine(config, model, tokenizer) -> RolloutEngine:  # noqa: ANN001 - config is RunConfig
+    """The engine a recipe selects. `model` is the learner's module for in-process engines."""
+    if config.rollout.engine == "hf":
+        from rlkit.rollout.hf import HFEngine
+
+        return HFEngine(model, tokenizer, static_cache=config.rollout.static_cache)
+    if config.rollout.engine == "vllm":
+        from rlkit.rollout.vllm_engine import VLLMEngine
+
+        return VLLMEngine.from_config(config, tokenizer)
+    raise ValueError(config.rollout.engine)

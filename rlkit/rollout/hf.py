@@ -1,0 +1,140 @@
+"""The HF engine: transformers `generate`, with the sampling log-probability of every token.
+
+In the local runtime the engine holds the learner's own module, so a weight update costs
+nothing; `update_weights` is for an engine that holds its own copy.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+import torch
+from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList, PreTrainedModel
+from transformers.generation.logits_process import TemperatureLogitsWarper, TopPLogitsWarper
+
+from rlkit.rollout.base import Completion, SamplingParams
+
+
+class SampledTokenLogprobs(LogitsProcessor):
+    """Records log p(chosen token) under the final (warped) sampling distribution.
+
+    Runs last in the processor list. It keeps one step's normalized log-probabilities and
+    gathers the chosen token when the next step shows it, so memory stays O(batch x vocab)
+    instead of keeping every step's scores as `output_scores` would.
+    """
+
+    def __init__(self) -> None:
+        self.pending: torch.Tensor | None = None
+        self.chosen: list[torch.Tensor] = []
+
+    def _collect(self, last_tokens: torch.Tensor) -> None:
+        if self.pending is not None:
+            self.chosen.append(self.pending.gather(-1, last_tokens[:, None]).squeeze(-1))
+            self.pending = None
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        self._collect(input_ids[:, -1])
+        self.pending = torch.log_softmax(scores.float(), dim=-1)
+        return scores
+
+    def finish(self, sequences: torch.Tensor) -> torch.Tensor:
+        self._collect(sequences[:, -1])
+        return torch.stack(self.chosen, dim=1) if self.chosen else sequences.new_zeros((sequences.shape[0], 0), dtype=torch.float)
+
+
+class HFEngine:
+    def __init__(self, model: PreTrainedModel, tokenizer, static_cache: bool = False, batch_size: int = 512):  # noqa: ANN001
+        self.model, self.tokenizer = model, tokenizer
+        self.static_cache = static_cache
+        self.batch_size = batch_size  # max prompts x samples per generate call
+        self.stop_ids = {tokenizer.eos_token_id}
+
+    @torch.no_grad()
+    def generate(self, prompts: list[list[int]], sampling: SamplingParams) -> list[Completion]:
+        per_call = max(1, self.batch_size // sampling.n)
+        out: list[Completion] = []
+        for start in range(0, len(prompts), per_call):
+            out += self._generate_batch(prompts[start : start + per_call], sampling, index_offset=start)
+        return out
+
+    def _generate_batch(self, prompts: list[list[int]], sampling: SamplingParams, index_offset: int) -> list[Completion]:
+        device = next(self.model.parameters()).device
+        pad = self.tokenizer.pad_token_id
+        width = max(len(p) for p in prompts)
+        input_ids = torch.full((len(prompts), width), pad, dtype=torch.long)
+        attention = torch.zeros((len(prompts), width), dtype=torch.long)
+        for row, ids in enumerate(prompts):  # left padding: every prompt ends where generation starts
+            input_ids[row, width - len(ids) :] = torch.tensor(ids)
+            attention[row, width - len(ids) :] = 1
+
+        processors = LogitsProcessorList()
+        if not sampling.greedy:
+            if sampling.temperature != 1.0:
+                processors.append(TemperatureLogitsWarper(sampling.temperature))
+            if sampling.top_p < 1.0:
+                processors.append(TopPLogitsWarper(sampling.top_p))
+        recorder = SampledTokenLogprobs()
+        processors.append(recorder)
+        # Warpers are passed as processors (and disabled in the config) so the recorder runs after them.
+        gen_config = GenerationConfig(
+            do_sample=not sampling.greedy,
+            temperature=1.0,
+            top_k=None,
+            top_p=1.0,
+            max_new_tokens=sampling.max_new_tokens,
+            num_return_sequences=sampling.n,
+            pad_token_id=pad,
+            eos_token_id=sorted(self.stop_ids),
+            cache_implementation="static" if self.static_cache else None,
+        )
+        was_training = self.model.training
+        self.model.eval()
+        if sampling.seed is not None:
+            torch.manual_seed(sampling.seed)
+        try:
+            sequences = self.model.generate(
+                input_ids=input_ids.to(device),
+                attention_mask=attention.to(device),
+                generation_config=gen_config,
+                logits_processor=processors,
+            )
+        finally:
+            self.model.train(was_training)
+        logprobs = recorder.finish(sequences).cpu()
+        responses = sequences[:, width:].cpu()
+
+        completions = []
+        for row in range(responses.shape[0]):
+            prompt_row = row // sampling.n
+            tokens = responses[row].tolist()
+            finish = "length"
+            for t, tok in enumerate(tokens):
+                if tok in self.stop_ids:
+                    tokens, finish = tokens[: t + 1], "stop"
+                    break
+            completions.append(
+                Completion(
+                    prompt_index=index_offset + prompt_row,
+                    prompt_ids=list(prompts[prompt_row]),
+                    response_ids=tokens,
+                    logprobs=logprobs[row, : len(tokens)].tolist(),
+                    text=self.tokenizer.decode(tokens, skip_special_tokens=True),
+                    finish_reason=finish,
+                )
+            )
+        return completions
+
+    @torch.no_grad()
+    def update_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> None:
+        params = dict(self.model.named_parameters())
+        for name, tensor in named_tensors:
+            if name not in params:
+                raise KeyError(f"engine model has no parameter named {name!r}")
+            if params[name].data_ptr() != tensor.data_ptr():  # the same storage in the local runtime
+                params[name].copy_(tensor.to(params[name].device, params[name].dtype))
+
+    def sleep(self) -> None:
+        pass  # shares the learner's memory
+
+    def wake(self) -> None:
+        pass

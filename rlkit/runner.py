@@ -1,0 +1,151 @@
+"""Run a recipe: its stages in order, each stage's output model the next one's input.
+
+A finished stage (its `output/` exists) is skipped on resume; an unfinished one continues
+from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from rlkit.checkpoint import atomic_dir, atomic_write_text
+from rlkit.config import RunConfig, dump_config
+from rlkit.data import load_samples
+from rlkit.errors import ConfigError
+from rlkit.models import load_model, load_tokenizer, resolve_device
+from rlkit.rollout import build_engine
+from rlkit.scoring.pool import RewardPool
+from rlkit.config import RewardSpec
+from rlkit.stages.context import StageContext
+
+RL_LIKE = ("rl", "dpo", "rollout_dpo")
+
+
+def stage_runner(kind: str):  # noqa: ANN201
+    """The function that runs one stage type; imported on use."""
+    if kind == "sft":
+        from rlkit.stages.sft import run_sft
+
+        return run_sft
+    if kind == "rl":
+        from rlkit.stages.rl import run_rl
+
+        return run_rl
+    if kind in ("dpo", "rollout_dpo"):
+        from rlkit.stages.dpo import run_dpo
+
+        return run_dpo
+    raise ValueError(kind)
+
+
+def prepare_run_dir(config: RunConfig, run_dir: Path, resume: bool) -> None:
+    config_path = run_dir / "config.yaml"
+    if resume:
+        if not config_path.exists():
+            raise ConfigError(f"--resume: {run_dir} holds no run (no config.yaml); pass the --output-dir of the run to resume")
+        return
+    if run_dir.exists() and any(run_dir.iterdir()):
+        raise ConfigError(f"output directory {run_dir} is not empty; pass --resume to continue that run or choose another --output-dir")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(config_path, dump_config(config))
+
+
+def run_recipe(config: RunConfig, run_dir: Path, resume: bool = False) -> dict[str, Any]:
+    run_dir = Path(run_dir)
+    prepare_run_dir(config, run_dir, resume)
+    started = time.time()
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # no "Writing model shards" bar at every checkpoint
+    torch.manual_seed(config.seed)
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    if config.runtime == "ray":
+        from rlkit.runtime.ray_runtime import run_recipe_on_ray
+
+        return run_recipe_on_ray(config, run_dir, resume)
+
+    device = resolve_device(config.device)
+    tokenizer = load_tokenizer(config.model)
+    model = load_model(config.model, seed=config.seed).to(device)
+    ctx = StageContext(config, run_dir, model, tokenizer, device, resume=resume)
+    ctx.eval_samples = load_samples(config.eval.data.model_copy(update={"limit": config.eval.limit or config.eval.data.limit}))
+    ctx.eval_scorer = RewardPool([RewardSpec(name=config.eval.reward)])
+
+    # SIGINT: finish the current step, save a checkpoint, stop. A second SIGINT stops at once.
+    def request_stop(signum, frame):  # noqa: ANN001, ARG001
+        if ctx.stop_requested:
+            raise KeyboardInterrupt
+        ctx.stop_requested = True
+        print("\nSIGINT: stopping after this step and saving a checkpoint (press Ctrl-C again to abort)", flush=True)
+
+    previous_handler = signal.signal(signal.SIGINT, request_stop)
+    try:
+        _run_stages(ctx)
+    finally:
+        signal.signal(signal.SIGINT, previous_handler)
+    ctx.summary["wall_time_s"] = ctx.summary.get("wall_time_s", 0.0) + (time.time() - started)
+    ctx.save_summary()
+    return ctx.summary
+
+
+def _run_stages(ctx: StageContext) -> None:
+    config = ctx.config
+    first_rl = next((i for i, s in enumerate(config.stages) if s.type in RL_LIKE), 0)
+    previous_output: Path | None = None
+    for index, stage in enumerate(config.stages):
+        output = ctx.run_dir / "stages" / str(stage.name) / "output"
+        if output.is_dir():
+            print(f"[{stage.name}] done in an earlier run; skipping", flush=True)
+            previous_output = output
+            continue
+        if previous_output is not None:  # continue from the last finished stage's model
+            ctx.model.load_state_dict(type(ctx.model).from_pretrained(previous_output).state_dict())
+            previous_output = None
+        ctx.engine = build_engine(config, ctx.model, ctx.tokenizer)
+        if index == first_rl and "initial_eval" not in ctx.summary:
+            ctx.summary["initial_eval"] = ctx.evaluate()
+            ctx.save_summary()
+            print(f"[{stage.name}] initial held-out accuracy {ctx.summary['initial_eval']['accuracy']:.3f}", flush=True)
+        stage_started = time.time()
+        stage_runner(stage.type)(ctx, stage)
+        ctx.save_stage_output(stage)
+        result = ctx.evaluate()
+        ctx.summary["stages"][str(stage.name)] = {"eval": result, "time_s": time.time() - stage_started}
+        ctx.save_summary()
+        print(f"[{stage.name}] done: held-out accuracy {result['accuracy']:.3f}", flush=True)
+    if previous_output is not None:
+        ctx.model.load_state_dict(type(ctx.model).from_pretrained(previous_output).state_dict())
+        ctx.engine = build_engine(config, ctx.model, ctx.tokenizer)
+    if "final_eval" not in ctx.summary:
+        last = config.stages[-1].name
+        ctx.summary["final_eval"] = ctx.summary["stages"].get(str(last), {}).get("eval") or ctx.evaluate()
+    _save_final(ctx)
+
+
+def _save_final(ctx: StageContext) -> None:
+    def write(tmp: Path) -> None:
+        ctx.model.save_pretrained(tmp)
+        ctx.tokenizer.save_pretrained(tmp)
+
+    atomic_dir(ctx.run_dir / "final", write)
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    lines = []
+    for name, info in summary.get("stages", {}).items():
+        lines.append(f"  {name:<14} accuracy {info['eval']['accuracy']:.3f}   ({info['time_s']:.0f} s)")
+    if "initial_eval" in summary and "final_eval" in summary:
+        a, b = summary["initial_eval"]["accuracy"], summary["final_eval"]["accuracy"]
+        lines.append(f"held-out accuracy: {a:.3f} -> {b:.3f} ({b - a:+.3f}) in {summary.get('wall_time_s', 0):.0f} s")
+    return "\n".join(lines)
+
+
+def load_summary(run_dir: Path) -> dict[str, Any]:
+    return json.loads((Path(run_dir) / "summary.json").read_text())

@@ -1,0 +1,1 @@
+"""Turning completions into rewards: resolving reward specs and running them safely."""

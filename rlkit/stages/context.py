@@ -1,0 +1,108 @@
+"""What every stage shares: the run directory, the policy, metrics, evaluation, and the step loop
+with checkpoints, resume and a clean stop on SIGINT."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from rlkit.checkpoint import atomic_dir, atomic_write_text, latest_checkpoint, load_checkpoint, save_checkpoint
+from rlkit.config import RunConfig, StageBase
+from rlkit.data import PromptStream
+from rlkit.evaluation import evaluate_accuracy
+from rlkit.metrics import MetricsLog, StageProgress
+from rlkit.rollout.base import RolloutEngine
+from rlkit.scoring.pool import RewardPool
+
+
+class Interrupted(Exception):
+    """Raised after a SIGINT once the current step's checkpoint is saved."""
+
+    def __init__(self, stage: str, step: int, checkpoint: Path):
+        super().__init__(f"interrupted in stage '{stage}' after step {step}; checkpoint saved to {checkpoint}")
+        self.checkpoint = checkpoint
+
+
+@dataclass
+class StageContext:
+    config: RunConfig
+    run_dir: Path
+    model: torch.nn.Module
+    tokenizer: Any
+    device: torch.device
+    resume: bool = False
+    metrics: MetricsLog = field(init=False)
+    summary: dict[str, Any] = field(init=False)
+    stop_requested: bool = False
+    eval_samples: list[dict[str, Any]] = field(default_factory=list)
+    eval_scorer: RewardPool | None = None
+    engine: RolloutEngine | None = None
+
+    def __post_init__(self) -> None:
+        self.metrics = MetricsLog(self.run_dir / "metrics.jsonl")
+        path = self.run_dir / "summary.json"
+        self.summary = json.loads(path.read_text()) if (self.resume and path.exists()) else {"stages": {}}
+
+    def stage_dir(self, stage: StageBase) -> Path:
+        path = self.run_dir / "stages" / str(stage.name)
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def save_summary(self) -> None:
+        atomic_write_text(self.run_dir / "summary.json", json.dumps(self.summary, indent=1))
+
+    def evaluate(self) -> dict[str, float]:
+        max_new = self.config.eval.max_new_tokens or self.config.rollout.max_new_tokens
+        return evaluate_accuracy(
+            self.engine, self.tokenizer, self.eval_samples, self.eval_scorer, max_new, self.config.eval.batch_size
+        )
+
+    def save_stage_output(self, stage: StageBase) -> Path:
+        def write(tmp: Path) -> None:
+            self.model.save_pretrained(tmp)
+            self.tokenizer.save_pretrained(tmp)
+
+        out = atomic_dir(self.stage_dir(stage) / "output", write)
+        shutil.rmtree(self.stage_dir(stage) / "checkpoints", ignore_errors=True)  # the output supersedes them
+        return out
+
+
+def run_steps(
+    ctx: StageContext,
+    stage: StageBase,
+    learner,  # noqa: ANN001
+    stream: PromptStream,
+    step_fn: Callable[[int], dict[str, float]],
+    status_keys: dict[str, str],
+    eval_every: int = 0,
+) -> None:
+    """The stage loop: resume, step, log, evaluate, checkpoint, stop cleanly when asked."""
+    stage_dir = ctx.stage_dir(stage)
+    start = 0
+    checkpoint = latest_checkpoint(stage_dir) if ctx.resume else None
+    if checkpoint is not None:
+        state = load_checkpoint(checkpoint, learner)
+        start, stream.position = state["step"], state["data_position"]
+        ctx.metrics.truncate_after(str(stage.name), start)
+        print(f"[{stage.name}] resumed from {checkpoint} (step {start}/{stage.steps})", flush=True)
+    elif ctx.resume:
+        ctx.metrics.truncate_after(str(stage.name), 0)
+    progress = StageProgress(str(stage.name), stage.steps, start)
+    try:
+        for step in range(start + 1, stage.steps + 1):
+            record = {"stage": stage.name, "step": step, **step_fn(step)}
+            if eval_every and step % eval_every == 0 and step != stage.steps:
+                record.update({f"eval/{k}": v for k, v in ctx.evaluate().items()})
+            ctx.metrics.write(record)
+            progress.update(step, {label: record[key] for label, key in status_keys.items() if key in record})
+            if step % ctx.config.checkpoint.every == 0 or ctx.stop_requested:
+                saved = save_checkpoint(stage_dir, step, learner, {"data_position": stream.position}, ctx.config.checkpoint.keep)
+                if ctx.stop_requested:
+                    raise Interrupted(str(stage.name), step, saved)
+    finally:
+        progress.close()

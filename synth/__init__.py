@@ -1,0 +1,1 @@
+"""SwS weakness-driven problem synthesis, installed as `rlkit.synth`."""
