@@ -56,6 +56,14 @@ def _prompt_of(row: dict[str, Any], template: str, where: str) -> list[dict[str,
     raise DataError(f"{where}: no prompt field; expected one of {', '.join(PROBLEM_FIELDS)} (a string or chat messages)")
 
 
+def _flatten_verl_answer(sample: dict[str, Any]) -> None:
+    """verl's row format keeps the gold answer in reward_model.ground_truth (the 1-shot RLVR parquet
+    files); expose it as `answer`, the field the math reward reads. An existing `answer` wins."""
+    reward_model = sample.get("reward_model")
+    if isinstance(reward_model, dict) and reward_model.get("ground_truth") not in (None, "") and sample.get("answer") in (None, ""):
+        sample["answer"] = str(reward_model["ground_truth"])
+
+
 def load_samples(data: DataConfig, seed: int = 0) -> list[dict[str, Any]]:
     """Load, template and replicate the rows of one data config."""
     source = data.source
@@ -84,6 +92,7 @@ def load_samples(data: DataConfig, seed: int = 0) -> list[dict[str, Any]]:
         sample.setdefault("id", f"{Path(label).stem}-{index}")
         sample["id"] = str(sample["id"])
         sample["prompt"] = _prompt_of(row, template, f"{label} row {index + 1}")
+        _flatten_verl_answer(sample)
         samples.append(sample)
     return samples * data.repeat
 

@@ -13,7 +13,13 @@ from rlkit.learner.base import LossFn, TokenBatch
 def make_policy_loss(alg: AlgorithmConfig, num_sequences: int, num_tokens: float, max_response_length: int) -> LossFn:
     """A LossFn whose micro-batch values sum to the loss of the whole batch.
 
-    Reads `advantages`, `old_logprobs` and (when kl_coef > 0) `ref_logprobs` from the batch extras.
+    Reads `advantages` [B, L], `old_logprobs` and (for the KL loss term) `ref_logprobs` from the batch
+    extras. Without `old_logprobs` the batch is on-policy (one update per rollout batch): the
+    ratio's denominator is the current log-probability, detached, which saves a forward pass.
+
+    The policy and KL terms are aggregated by `alg.loss_agg`; the entropy term is always the token
+    mean over the batch, so `entropy_coef` means the same for every aggregation (as in TRL, and
+    verl's default token-mean). `entropy_only` drops the policy term: the entropy alone drives the update.
     """
 
     def reduce(per_token: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -21,22 +27,20 @@ def make_policy_loss(alg: AlgorithmConfig, num_sequences: int, num_tokens: float
 
     def loss_fn(batch: TokenBatch, logprobs: torch.Tensor, entropy: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         mask = batch.loss_mask
-        pg, clipped = clipped_surrogate(
-            logprobs, batch.extras["old_logprobs"], batch.extras["advantages"], alg.clip_low, alg.clip_high, alg.dual_clip
-        )
-        if alg.entropy_only:
-            pg = torch.zeros_like(pg)
-        loss = reduce(pg, mask)
-        metrics = {"loss/policy": float(loss), "clip_fraction": float((clipped * mask).sum()) / max(num_tokens, 1.0)}
+        old = batch.extras.get("old_logprobs", logprobs.detach())
+        pg, clipped = clipped_surrogate(logprobs, old, batch.extras["advantages"], alg.clip_low, alg.clip_high, alg.dual_clip)
+        policy = reduce(pg, mask)
+        metrics = {"loss/policy": float(policy.detach()), "clip_fraction": float((clipped * mask).sum()) / max(num_tokens, 1.0)}
+        loss = policy.new_zeros(()) if alg.entropy_only else policy
         if alg.kl_coef > 0 and not alg.kl_in_reward:
             kl = reduce(kl_estimate(logprobs, batch.extras["ref_logprobs"], alg.kl_estimator), mask)
             loss = loss + alg.kl_coef * kl
-            metrics["kl"] = float(kl)
-        ent = reduce(entropy, mask)
+            metrics["kl"] = float(kl.detach())
+        ent = (entropy * mask).sum() / max(num_tokens, 1.0)
         if alg.entropy_coef:
             loss = loss - alg.entropy_coef * ent
-        metrics["entropy"] = float(ent)
-        metrics["loss/total"] = float(loss)
+        metrics["entropy"] = float(ent.detach())
+        metrics["loss/total"] = float(loss.detach())
         return loss, metrics
 
     return loss_fn

@@ -8,14 +8,25 @@ from __future__ import annotations
 import copy
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
-from rlkit.algos.advantages import group_normalized_advantages
+from rlkit.algos.advantages import (
+    gae_advantages,
+    group_normalized_advantages,
+    masked_whiten,
+    reinforce_pp_advantages,
+    rloo_advantages,
+    token_rewards,
+)
+from rlkit.algos.critic import Critic
+from rlkit.algos.kl import kl_estimate
 from rlkit.algos.rl_loss import make_policy_loss
-from rlkit.config import RLStage, RolloutConfig
+from rlkit.algos.sampling import groups_with_signal, overlong_mask
+from rlkit.config import AlgorithmConfig, RLStage, RolloutConfig
 from rlkit.data import PromptStream, load_samples
+from rlkit.errors import ConfigError
 from rlkit.learner import build_learner
 from rlkit.learner.base import Learner, TokenBatch, pad_sequences
 from rlkit.learner.logprobs import sequence_logprobs
@@ -32,6 +43,21 @@ class RLParts:
     scorer: RewardPool
     tokenizer: Any
     reference: torch.nn.Module | None  # frozen initial policy for the KL term
+    critic: Critic | None = None  # PPO's value model (advantage: gae)
+
+
+@dataclass
+class Rollouts:
+    """The scored samples of one step, grouped by prompt (rollout.n consecutive samples per prompt)."""
+
+    completions: list[Completion]
+    samples: list[dict[str, Any]]  # the prompt's sample dict of each completion
+    reward: torch.Tensor  # [B] weighted total
+    per_reward: dict[str, list[float]]
+    errors: int = 0
+    timeouts: int = 0
+    rounds: int = 1
+    groups_seen: int = 0
 
 
 def completions_to_batch(completions: list[Completion], advantages: torch.Tensor, pad_id: int) -> TokenBatch:
@@ -46,9 +72,85 @@ def sampling_params(rollout: RolloutConfig, seed: int) -> SamplingParams:
     return SamplingParams(n=rollout.n, temperature=rollout.temperature, top_p=rollout.top_p, max_new_tokens=rollout.max_new_tokens, seed=seed)
 
 
+def check_algorithm(alg: AlgorithmConfig, rollout: RolloutConfig, where: str) -> None:
+    """Combinations the schema cannot express one field at a time."""
+    if alg.entropy_only and not alg.entropy_coef:
+        raise ConfigError(f"key '{where}.algorithm.entropy_only': needs a non-zero algorithm.entropy_coef (the only term left)")
+    if alg.advantage in ("grpo", "dr_grpo", "rloo") and rollout.n < 2:
+        raise ConfigError(f"key 'rollout.n': advantage '{alg.advantage}' compares samples of a prompt; expected n >= 2, got {rollout.n}")
+    if alg.kl_in_reward and alg.kl_coef <= 0:
+        raise ConfigError(f"key '{where}.algorithm.kl_in_reward': needs algorithm.kl_coef > 0")
+
+
+def generate_and_score(parts: RLParts, rollout: RolloutConfig, prompts: list[dict[str, Any]], seed: int) -> Rollouts:
+    prompt_ids = [encode_prompt(parts.tokenizer, p["prompt"]) for p in prompts]
+    completions = parts.engine.generate(prompt_ids, sampling_params(rollout, seed))
+    samples = [prompts[c.prompt_index] for c in completions]
+    scored = parts.scorer.score([c.text for c in completions], samples)
+    reward = torch.tensor(scored.total, dtype=torch.float)
+    return Rollouts(completions, samples, reward, scored.per_reward, scored.errors, scored.timeouts, 1, len(prompts))
+
+
+def keep_groups(rollouts: Rollouts, keep: torch.Tensor, n: int) -> Rollouts:
+    """The rollouts of the groups where `keep` [num_groups] is True."""
+    rows = [i for i in range(len(rollouts.completions)) if keep[i // n]]
+    return Rollouts(
+        [rollouts.completions[i] for i in rows],
+        [rollouts.samples[i] for i in rows],
+        rollouts.reward[rows],
+        {name: [scores[i] for i in rows] for name, scores in rollouts.per_reward.items()},
+        rollouts.errors, rollouts.timeouts, rollouts.rounds, rollouts.groups_seen,
+    )
+
+
+def join_rollouts(a: Rollouts, b: Rollouts) -> Rollouts:
+    return Rollouts(
+        a.completions + b.completions,
+        a.samples + b.samples,
+        torch.cat([a.reward, b.reward]),
+        {name: a.per_reward.get(name, []) + b.per_reward.get(name, []) for name in {*a.per_reward, *b.per_reward}},
+        a.errors + b.errors, a.timeouts + b.timeouts, a.rounds + b.rounds, a.groups_seen + b.groups_seen,
+    )
+
+
+def dynamic_sampling(
+    parts: RLParts, rollout: RolloutConfig, alg: AlgorithmConfig, first: Rollouts, more_prompts, want_groups: int, seed: int  # noqa: ANN001
+) -> tuple[Rollouts, Rollouts]:
+    """DAPO: keep only groups whose rewards differ; sample more prompts until `want_groups` are kept or
+    `max_sampling_rounds` rounds ran. Returns (kept rollouts, everything sampled, for the metrics)."""
+    seen = first
+    kept = keep_groups(first, groups_with_signal(first.reward, rollout.n), rollout.n)
+    while len(kept.completions) < want_groups * rollout.n and seen.rounds < alg.max_sampling_rounds and more_prompts:
+        fresh = generate_and_score(parts, rollout, more_prompts(want_groups), seed + 7919 * seen.rounds)
+        seen = join_rollouts(seen, fresh)
+        kept = join_rollouts(kept, keep_groups(fresh, groups_with_signal(fresh.reward, rollout.n), rollout.n))
+    kept = keep_groups(kept, torch.arange(len(kept.completions) // rollout.n) < want_groups, rollout.n)
+    return kept, seen
+
+
+def mini_batches(batch: TokenBatch, count: int, generator: torch.Generator) -> list[TokenBatch]:
+    """`count` random, disjoint mini-batches of the batch's sequences (one PPO epoch)."""
+    order = torch.randperm(len(batch), generator=generator)
+    return [batch.select(index) for index in order.chunk(count) if len(index)]
+
+
+def mean_metrics(records: list[dict[str, float]]) -> dict[str, float]:
+    keys = {k for r in records for k in r}
+    return {k: sum(r[k] for r in records if k in r) / sum(k in r for r in records) for k in keys}
+
+
 def rl_step(
-    parts: RLParts, stage: RLStage, rollout: RolloutConfig, prompts: list[dict[str, Any]], seed: int, accuracy_reward: str = "math"
+    parts: RLParts,
+    stage: RLStage,
+    rollout: RolloutConfig,
+    prompts: list[dict[str, Any]],
+    seed: int,
+    accuracy_reward: str = "math",
+    more_prompts: Callable[[int], list[dict[str, Any]]] | None = None,
+    step: int = 1,
 ) -> dict[str, float]:
+    """One RL step. `more_prompts(k)` supplies fresh prompts for dynamic sampling; `step` (1-based)
+    decides whether the critic is still warming up."""
     alg = stage.algorithm
     timings: dict[str, float] = {}
     clock = time.perf_counter()
@@ -59,25 +161,25 @@ def rl_step(
         timings[f"time/{name}"] = now - clock
         clock = now
 
-    # 1. generate: n samples per prompt
-    prompt_ids = [encode_prompt(parts.tokenizer, p["prompt"]) for p in prompts]
-    completions = parts.engine.generate(prompt_ids, sampling_params(rollout, seed))
+    # 1. generate n samples per prompt, and 2. score them with the recipe's rewards
+    rollouts = seen = generate_and_score(parts, rollout, prompts, seed)
+    if alg.dynamic_sampling and not alg.entropy_only:
+        rollouts, seen = dynamic_sampling(parts, rollout, alg, rollouts, more_prompts, len(prompts), seed)
     lap("generate")
+    completions, reward = rollouts.completions, rollouts.reward
+    metrics = rollout_metrics(seen, accuracy_reward)
+    if not completions:  # dynamic sampling found no group with a signal: nothing to learn from
+        return {**metrics, **timings, "sampling/kept_groups": 0.0}
 
-    # 2. score with the recipe's rewards
-    rewards = parts.scorer.score([c.text for c in completions], [prompts[c.prompt_index] for c in completions])
-    reward = torch.tensor(rewards.total, dtype=torch.float)
-    lap("reward")
-
-    # 3. advantages, one group per prompt
-    advantages = group_normalized_advantages(reward, rollout.n, normalize_std=alg.normalize_std and alg.advantage == "grpo")
-    batch = completions_to_batch(completions, advantages, parts.tokenizer.pad_token_id)
+    batch = completions_to_batch(completions, torch.zeros(len(completions)), parts.tokenizer.pad_token_id)
+    mask = batch.loss_mask
     if alg.overlong_filter:
-        truncated = torch.tensor([c.finish_reason == "length" for c in completions])
-        batch.loss_mask[truncated] = 0.0
+        mask *= overlong_mask([c.finish_reason for c in completions])[:, None]
 
-    # 4. log-probabilities of the sampled tokens under the current policy (the ratio's denominator) and the reference
-    batch.extras["old_logprobs"], _ = parts.learner.logprobs(batch)
+    # 3. log-probabilities: the policy's before the update (the ratio's denominator) and the reference's
+    on_policy = alg.epochs == 1 and alg.mini_batches == 1 and not alg.kl_in_reward
+    if not on_policy:  # else the loss uses the current log-probabilities, detached: one forward pass fewer
+        batch.extras["old_logprobs"], _ = parts.learner.logprobs(batch)
     if parts.reference is not None:
         with torch.no_grad():
             device = next(parts.reference.parameters()).device
@@ -85,32 +187,79 @@ def rl_step(
         batch.extras["ref_logprobs"] = ref.cpu()
     lap("logprobs")
 
-    # 5. one optimizer step on the surrogate loss
-    num_tokens = float(batch.loss_mask.sum())
-    loss_fn = make_policy_loss(alg, len(completions), num_tokens, rollout.max_new_tokens)
-    train_metrics = parts.learner.train_step(batch, loss_fn)
+    # 4. advantages: outcome estimators compare the samples of a prompt; token estimators spread the reward
+    kl_penalty = None
+    if alg.kl_in_reward:
+        kl_penalty = kl_estimate(batch.extras["old_logprobs"], batch.extras["ref_logprobs"], alg.kl_estimator) * mask
+        metrics["kl_penalty"] = float(kl_penalty.sum() / mask.sum().clamp(min=1.0))
+    if alg.entropy_only:  # the outcome reward is ignored
+        advantages = torch.zeros_like(mask)
+    elif alg.advantage in ("grpo", "dr_grpo", "rloo"):
+        outcome = reward if kl_penalty is None else reward - alg.kl_coef * kl_penalty.sum(1)
+        if alg.advantage == "rloo":
+            per_sample = rloo_advantages(outcome, rollout.n)
+        else:
+            per_sample = group_normalized_advantages(outcome, rollout.n, normalize_std=alg.normalize_std and alg.advantage == "grpo")
+        advantages = per_sample[:, None] * mask
+    elif alg.advantage == "reinforce_pp":
+        advantages = reinforce_pp_advantages(token_rewards(reward, mask, kl_penalty, alg.kl_coef), mask, alg.gamma)
+    else:  # gae: PPO with a critic
+        values = parts.critic.values(batch)
+        raw, returns = gae_advantages(token_rewards(reward, mask, kl_penalty, alg.kl_coef), values, mask, alg.gamma, alg.lam)
+        advantages = masked_whiten(raw, mask)
+        batch.extras["old_values"], batch.extras["returns"] = values, returns
+    batch.extras["advantages"] = advantages
+    lap("advantages")
+
+    # 5. optimizer steps: `epochs` passes over `mini_batches` random mini-batches (one step when both are 1);
+    #    while the critic warms up, only the critic trains
+    policy_frozen = parts.critic is not None and step <= alg.critic_warmup_steps
+    generator = torch.Generator().manual_seed(seed)
+    updates: list[dict[str, float]] = []
+    for _ in range(alg.epochs):
+        for mini in mini_batches(batch, alg.mini_batches, generator) if alg.mini_batches > 1 else [batch]:
+            update: dict[str, float] = {}
+            if parts.critic is not None:
+                update.update(parts.critic.train_step(mini, alg.value_clip))
+            if not policy_frozen:
+                loss_fn = make_policy_loss(alg, len(mini), float(mini.loss_mask.sum()), rollout.max_new_tokens)
+                update.update(parts.learner.train_step(mini, loss_fn))
+            updates.append(update)
     lap("train")
 
     # 6. weight sync learner -> engine (free when they share the module)
-    parts.engine.update_weights(parts.learner.named_weights())
+    if not policy_frozen:
+        parts.engine.update_weights(parts.learner.named_weights())
     lap("sync")
 
-    lengths = torch.tensor([len(c.response_ids) for c in completions], dtype=torch.float)
-    step_time = sum(timings.values())
+    lengths = torch.tensor([len(c.response_ids) for c in seen.completions], dtype=torch.float)
+    metrics.update(
+        {
+            "time/step": sum(timings.values()),
+            "tokens_per_s": float(lengths.sum()) / max(timings["time/generate"], 1e-9),
+            "sampling/kept_groups": len(completions) / rollout.n,
+            "sampling/rounds": float(seen.rounds),
+            **timings,
+            **mean_metrics(updates),
+        }
+    )
+    return metrics
+
+
+def rollout_metrics(rollouts: Rollouts, accuracy_reward: str) -> dict[str, float]:
+    """Reward and length statistics of every sample generated this step (before any filtering)."""
+    reward = rollouts.reward
+    lengths = torch.tensor([len(c.response_ids) for c in rollouts.completions], dtype=torch.float)
     metrics = {
         "reward/mean": float(reward.mean()),
         "reward/std": float(reward.std()) if len(reward) > 1 else 0.0,
-        "reward/errors": rewards.errors,
-        "reward/timeouts": rewards.timeouts,
+        "reward/errors": rollouts.errors,
+        "reward/timeouts": rollouts.timeouts,
         "response_length/mean": float(lengths.mean()),
         "response_length/max": float(lengths.max()),
-        "response_length/truncated": sum(c.finish_reason == "length" for c in completions) / len(completions),
-        "time/step": step_time,
-        "tokens_per_s": float(lengths.sum()) / max(timings["time/generate"], 1e-9),
-        **timings,
-        **train_metrics,
+        "response_length/truncated": sum(c.finish_reason == "length" for c in rollouts.completions) / len(rollouts.completions),
     }
-    for name, scores in rewards.per_reward.items():
+    for name, scores in rollouts.per_reward.items():
         metrics[f"reward/{name}"] = sum(scores) / max(len(scores), 1)
     if f"reward/{accuracy_reward}" in metrics:
         metrics["accuracy"] = metrics[f"reward/{accuracy_reward}"]
@@ -118,14 +267,20 @@ def rl_step(
 
 
 def run_rl(ctx: StageContext, stage: RLStage) -> None:
+    alg = stage.algorithm
+    check_algorithm(alg, ctx.config.rollout, str(stage.name))
     samples = load_samples(stage.data, ctx.config.seed)
     stream = PromptStream(samples, ctx.config.seed, stage.data.shuffle)
     reference = None
-    if stage.algorithm.kl_coef > 0:
+    if alg.kl_coef > 0:
         reference = copy.deepcopy(ctx.model).eval().requires_grad_(False)
+    critic = None
+    if alg.advantage == "gae":  # the value model starts from the policy's own transformer
+        learner_cfg = ctx.config.learner
+        critic = Critic(ctx.model, alg.critic_lr, learner_cfg.micro_batch_size, learner_cfg.max_grad_norm, ctx.device)
     learner = build_learner(ctx.config, ctx.model, stage.lr, ctx.device, stage.warmup_steps)
     scorer = RewardPool(ctx.config.rewards, ctx.config.reward.workers, ctx.config.reward.timeout)
-    parts = RLParts(ctx.engine, learner, scorer, ctx.tokenizer, reference)
+    parts = RLParts(ctx.engine, learner, scorer, ctx.tokenizer, reference, critic)
     try:
         run_steps(
             ctx,
@@ -133,7 +288,8 @@ def run_rl(ctx: StageContext, stage: RLStage) -> None:
             learner,
             stream,
             lambda step: rl_step(parts, stage, ctx.config.rollout, stream.take(stage.batch_size),
-                                 seed=ctx.config.seed * 100003 + step, accuracy_reward=ctx.config.eval.reward),
+                                 seed=ctx.config.seed * 100003 + step, accuracy_reward=ctx.config.eval.reward,
+                                 more_prompts=stream.take, step=step),
             {"reward": "reward/mean", "acc": "accuracy", "eval": "eval/accuracy"},
             eval_every=ctx.config.eval.every,
         )
