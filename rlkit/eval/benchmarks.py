@@ -1,0 +1,135 @@
+"""Benchmarks by name: where their file lives and how papers sample them.
+
+A benchmark spec is one of
+  - a known name (math500, aime24, ...): the file `<name>.jsonl` in the data directory;
+  - a path to a .jsonl / .jsonl.gz / .parquet file (named after its stem);
+  - `hf:<dataset id>` (its `test` split) or `tiny:arithmetic` (the tiny world's held-out split).
+
+Sampling defaults follow the 1-shot RLVR paper's evaluation (Qwen2.5-Math's harness): greedy
+decoding for the large test sets, and for the small competition sets (AIME, AMC) 8 samples at
+temperature 0.6 reported as avg@8. A file named like a known benchmark takes its defaults.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from rlkit.config import DataConfig
+from rlkit.errors import ConfigError
+
+DATA_DIR_ENV = "RLKIT_DATA_DIR"
+FILE_SUFFIXES = (".jsonl", ".json", ".jsonl.gz", ".parquet")
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    name: str  # short name: results go to <output>/<name>/
+    title: str  # column header in the markdown table, as papers write it
+    source: str  # a file path, 'hf:<id>' or 'tiny:arithmetic'
+    n: int = 1  # samples per problem
+    temperature: float = 0.0
+    top_p: float = 1.0
+
+
+# name -> (title, n, temperature); the file is <data_dir>/<name>.jsonl
+KNOWN: dict[str, tuple[str, int, float]] = {
+    "math500": ("MATH500", 1, 0.0),
+    "aime24": ("AIME24", 8, 0.6),
+    "aime25": ("AIME25", 8, 0.6),
+    "amc23": ("AMC23", 8, 0.6),
+    "minerva_math": ("Minerva", 1, 0.0),
+    "olympiadbench": ("OlympiadBench", 1, 0.0),
+    "gsm8k": ("GSM8K", 1, 0.0),
+}
+TINY = "tiny:arithmetic"
+
+
+def default_data_dir() -> Path | None:
+    """$RLKIT_DATA_DIR, else ../shared/data/math next to the repository when it exists, else None."""
+    env = os.environ.get(DATA_DIR_ENV)
+    if env:
+        return Path(env).expanduser()
+    beside_repo = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "math"
+    return beside_repo if beside_repo.is_dir() else None
+
+
+def split_specs(text: str) -> list[str]:
+    """'math500, aime24' -> ['math500', 'aime24']; empty entries are dropped."""
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _looks_like_file(spec: str) -> bool:
+    return spec.endswith(FILE_SUFFIXES) or "/" in spec or spec.startswith((".", "~"))
+
+
+def resolve_benchmark(spec: str, data_dir: str | Path | None) -> Benchmark:
+    """A spec (see the module docstring) -> a Benchmark whose source exists (hf: ids are checked on load)."""
+    if spec == TINY:
+        return Benchmark(name="tiny_arithmetic", title="Tiny arithmetic", source=TINY)
+    if spec.startswith("hf:"):
+        if len(spec) == 3:
+            raise ConfigError("benchmark 'hf:': expected a dataset id after 'hf:', e.g. hf:HuggingFaceH4/MATH-500")
+        name = spec[3:].rstrip("/").rsplit("/", 1)[-1].lower()
+        return _with_known_defaults(Benchmark(name=name, title=spec[3:], source=spec))
+    if spec in KNOWN:
+        title, n, temperature = KNOWN[spec]
+        if data_dir is None:
+            raise ConfigError(
+                f"benchmark '{spec}' is read from a data directory, and none was found: pass --data-dir DIR "
+                f"(the folder holding {spec}.jsonl) or set {DATA_DIR_ENV}"
+            )
+        directory = Path(data_dir).expanduser()
+        if not directory.is_dir():
+            raise ConfigError(f"data directory not found: {directory} (from --data-dir or {DATA_DIR_ENV})")
+        path = directory / f"{spec}.jsonl"
+        if not path.is_file():
+            raise ConfigError(f"benchmark '{spec}': file not found: {path}")
+        return Benchmark(name=spec, title=title, source=str(path), n=n, temperature=temperature)
+    if _looks_like_file(spec):
+        path = Path(spec).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"benchmark file not found: {path}")
+        name = path.name
+        for suffix in FILE_SUFFIXES:
+            name = name.removesuffix(suffix)
+        return _with_known_defaults(Benchmark(name=name, title=name, source=str(path)))
+    known = ", ".join(KNOWN)
+    raise ConfigError(
+        f"unknown benchmark '{spec}': expected one of {known}, {TINY}, a .jsonl/.parquet file or hf:<dataset id>"
+    )
+
+
+def _with_known_defaults(bench: Benchmark) -> Benchmark:
+    """A file or dataset named like a known benchmark is sampled the way that benchmark is."""
+    if bench.name in KNOWN:
+        title, n, temperature = KNOWN[bench.name]
+        return replace(bench, title=title, n=n, temperature=temperature)
+    return bench
+
+
+def load_benchmark(bench: Benchmark, template: str = "auto", limit: int | None = None) -> list[dict[str, Any]]:
+    """The benchmark's samples (prompt as chat messages, other fields kept for the reward)."""
+    from rlkit.data import load_samples
+
+    if template != "auto":
+        from rlkit.templates import TEMPLATES
+
+        if template not in TEMPLATES:
+            raise ConfigError(f"unknown template '{template}': expected auto or one of {', '.join(TEMPLATES)}")
+    data = DataConfig(source=bench.source, split="test", limit=limit, shuffle=False, template=template, size=200)
+    return load_samples(data)
+
+
+def check_gold_answers(bench: Benchmark, samples: list[dict[str, Any]]) -> None:
+    """Fail before any generation when a row has no gold answer the math reward can read."""
+    from rlkit.errors import DataError
+    from rlkit.rewards.math import gold_answer
+
+    for index, sample in enumerate(samples):
+        try:
+            gold_answer(sample)
+        except Exception as err:  # noqa: BLE001 - any failure here is a data problem of this row
+            raise DataError(f"benchmark '{bench.name}' ({bench.source}) row {index + 1}: {err}") from None

@@ -1,0 +1,138 @@
+"""Evaluate a policy on one benchmark: generate k samples per problem, score them, summarize.
+
+The engine is any RolloutEngine (HF or vLLM); the scorer is a RewardPool holding the correctness
+reward. A sample is correct when its score is above 0.5 (the math reward gives 1 or 0).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from rlkit.eval.benchmarks import Benchmark
+from rlkit.eval.metrics import avg_at_k, maj_at_k, mean_pass_at_k, pass_ks
+from rlkit.models import encode_prompt
+from rlkit.rollout.base import Completion, RolloutEngine, SamplingParams
+from rlkit.scoring.pool import RewardPool
+
+
+@dataclass
+class BenchmarkResult:
+    benchmark: Benchmark
+    metrics: dict[str, Any]  # what results.json holds
+    problems: list[dict[str, Any]] = field(default_factory=list)  # per problem: gold, responses, verdicts
+
+
+def sampling_for(bench: Benchmark, n: int | None, temperature: float | None, max_new_tokens: int, seed: int = 0,
+                 top_p: float | None = None) -> SamplingParams:
+    """The benchmark's defaults, with whatever the caller set explicitly on top."""
+    temperature = bench.temperature if temperature is None else temperature
+    n = bench.n if n is None else n
+    return SamplingParams(
+        n=n, temperature=temperature, top_p=bench.top_p if top_p is None else top_p, max_new_tokens=max_new_tokens, seed=seed
+    )
+
+
+def extracted_answer(text: str, info: dict[str, Any]) -> str | None:
+    """The answer a sample votes with: the reward's own extraction, else the last \\boxed{} after </think>."""
+    if isinstance(info.get("pred"), str):
+        return info["pred"]
+    from rlkit.rewards.math import THINK_END, last_boxed
+
+    return last_boxed(text.rsplit(THINK_END, 1)[-1])
+
+
+def math_equivalence() -> Callable[[str, str], bool]:
+    """Answer equivalence for majority voting: math-verify both ways' parse, string equality as fallback."""
+    from math_verify import parse, verify
+
+    parsed: dict[str, Any] = {}
+
+    def parse_once(answer: str) -> Any:
+        if answer not in parsed:
+            parsed[answer] = parse("\\boxed{" + answer + "}")
+        return parsed[answer]
+
+    def equivalent(a: str, b: str) -> bool:
+        if a.replace(" ", "") == b.replace(" ", ""):
+            return True
+        pa, pb = parse_once(a), parse_once(b)
+        return bool(pa) and bool(pb) and bool(verify(pa, pb))
+
+    return equivalent
+
+
+def evaluate_benchmark(
+    engine: RolloutEngine,
+    tokenizer,  # noqa: ANN001
+    bench: Benchmark,
+    samples: list[dict[str, Any]],
+    scorer: RewardPool,
+    sampling: SamplingParams,
+    batch_size: int = 64,
+    keep_problems: bool = True,
+) -> BenchmarkResult:
+    """Generate `sampling.n` completions per sample, `batch_size` prompts at a time, and score them."""
+    started = time.perf_counter()
+    completions: list[Completion] = []
+    verdict_scores: list[float] = []
+    infos: list[dict[str, Any]] = []
+    errors = 0
+    for start in range(0, len(samples), batch_size):
+        chunk = samples[start : start + batch_size]
+        generated = engine.generate([encode_prompt(tokenizer, s["prompt"]) for s in chunk], sampling)
+        scored = scorer.score([c.text for c in generated], [chunk[c.prompt_index] for c in generated])
+        for completion in generated:
+            completion.prompt_index += start  # index into `samples`, not into the chunk
+        completions += generated
+        verdict_scores += scored.total
+        errors += scored.errors
+        # one reward: its info dict (pred, gold, reason); several: merged, the first reward's pred wins
+        for info in scored.infos:
+            merged: dict[str, Any] = {}
+            for part in reversed(list(info.values())):
+                merged.update(part or {})
+            infos.append(merged)
+
+    n = sampling.n
+    verdicts: list[list[bool]] = [[] for _ in samples]
+    answers: list[list[str | None]] = [[] for _ in samples]
+    problems: list[dict[str, Any]] = [
+        {"id": s.get("id"), "gold": None, "responses": []} for s in samples
+    ]
+    for completion, score, info in zip(completions, verdict_scores, infos):
+        i = completion.prompt_index
+        correct = score > 0.5
+        answer = extracted_answer(completion.text, info)
+        verdicts[i].append(correct)
+        answers[i].append(answer)
+        if problems[i]["gold"] is None and "gold" in info:
+            problems[i]["gold"] = info["gold"]
+        problems[i]["responses"].append(
+            {"text": completion.text, "answer": answer, "correct": correct, "score": score,
+             "length": len(completion.response_ids), "finish_reason": completion.finish_reason}
+        )
+    for i, got in enumerate(verdicts):
+        if len(got) != n:
+            raise RuntimeError(f"{bench.name}: the engine returned {len(got)} completions for problem {i}, expected {n}")
+
+    lengths = [len(c.response_ids) for c in completions]
+    metrics: dict[str, Any] = {"benchmark": bench.name, "source": bench.source, "accuracy": avg_at_k(verdicts)}
+    metrics[f"avg@{n}"] = metrics["accuracy"]
+    for k in pass_ks(n):
+        metrics[f"pass@{k}"] = mean_pass_at_k(verdicts, k)
+    metrics[f"maj@{n}"] = maj_at_k(answers, verdicts, math_equivalence())
+    metrics.update(
+        mean_response_length=sum(lengths) / len(lengths),
+        problems=len(samples),
+        samples=len(completions),
+        correct_samples=sum(map(sum, verdicts)),
+        truncated=sum(c.finish_reason == "length" for c in completions),
+        no_answer=sum(a is None for problem in answers for a in problem),
+        reward_errors=errors,
+        sampling={"n": n, "temperature": sampling.temperature, "top_p": sampling.top_p,
+                  "max_new_tokens": sampling.max_new_tokens, "seed": sampling.seed},
+        time_s=time.perf_counter() - started,
+    )
+    return BenchmarkResult(bench, metrics, problems if keep_problems else [])
