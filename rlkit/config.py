@@ -55,7 +55,7 @@ class RolloutConfig(SamplingConfig):
     engine: Literal["hf", "vllm"] = Field("hf", description="hf = transformers generate; vllm needs the gpu extra.")
     tensor_parallel_size: int = Field(1, ge=1)
     gpu_memory_utilization: float = Field(0.5, gt=0.0, le=1.0)
-    static_cache: bool = Field(False, description="HF engine: static KV cache + torch.compile (GPU).")
+    static_cache: bool = Field(False, description="HF engine: static KV cache decode loop (CUDA graph + torch.compile on GPU).")
 
 
 class RewardSpec(Section):

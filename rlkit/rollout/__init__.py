@@ -7,6 +7,10 @@ __all__ = ["Completion", "RolloutEngine", "SamplingParams", "build_engine"]
 
 def build_engine(config, model, tokenizer) -> RolloutEngine:  # noqa: ANN001 - config is RunConfig
     """The engine a recipe selects. `model` is the learner's module for in-process engines."""
+    if config.rollout.engine == "hf" and config.rollout.static_cache:
+        from rlkit.rollout.hf_fast import FastHFEngine  # static KV cache + CUDA graph decode loop
+
+        return FastHFEngine(model, tokenizer)
     if config.rollout.engine == "hf":
         from rlkit.rollout.hf import HFEngine
 

@@ -1,0 +1,364 @@
+"""The fast HF engine: a static-KV-cache decode loop over the HF model's own modules.
+
+transformers `generate` spends most of a rollout on host work between tiny kernels (logits
+processors, stopping criteria, cache bookkeeping, a device sync per token). This engine runs
+the same model (its embedding, norms, projections, rotary embedding and MLPs, called as
+modules, so weights are shared with the learner and a weight sync costs nothing) with:
+
+- a preallocated KV cache per layer, written in place at the current position;
+- the whole decode step (forward, sampling, log-probability of the chosen token, stop check)
+  captured once in a CUDA graph and replayed per token; on GPU the forward is first fused by
+  torch.compile (optional; falls back to eager kernels if compilation fails);
+- sampling by the exponential-race (Gumbel-max) trick: argmax(log p - log E), E ~ Exp(1),
+  which draws exactly from softmax(logits / T) without a cumulative sum or a multinomial;
+- the sampled token's log-probability under the warped distribution, as the HF engine records.
+
+Supports decoder-only models with Llama-style attention (Qwen2, Qwen3, Llama, Mistral without
+a sliding window). Selected by `rollout.static_cache: true` with the HF engine.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Callable, Iterable
+
+import torch
+
+from rlkit.errors import ConfigError
+from rlkit.rollout.base import Completion, SamplingParams
+
+log = logging.getLogger("rlkit.rollout")
+
+SUPPORTED_MODEL_TYPES = {"qwen2", "qwen3", "llama", "mistral"}
+STOP_CHECK_EVERY = 32  # decode steps between host checks for "every row has stopped"
+
+
+def _rotate_half(x: torch.Tensor) -> torch.Tensor:
+    half = x.shape[-1] // 2
+    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+
+
+def sample_tokens(
+    logits: torch.Tensor, noise: torch.Tensor | None, temperature: float, top_p: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Next token per row and its log-probability under the warped distribution.
+
+    `noise` is Exp(1) noise of the logits' shape (None = greedy). Greedy records the
+    log-probability under the unwarped distribution, as the HF engine does.
+    """
+    scores = logits.float()
+    if noise is None:
+        token = scores.argmax(-1)
+        return token, scores.gather(-1, token[:, None]).squeeze(-1) - torch.logsumexp(scores, -1)
+    if temperature != 1.0:
+        scores = scores / temperature
+    if top_p < 1.0:  # keep the smallest set of tokens whose probability reaches top_p (as TopPLogitsWarper)
+        sorted_scores, order = scores.sort(-1, descending=False)
+        cumulative = sorted_scores.softmax(-1).cumsum(-1)
+        remove_sorted = cumulative <= (1 - top_p)
+        remove_sorted[..., -1] = False
+        remove = remove_sorted.scatter(-1, order, remove_sorted)
+        scores = scores.masked_fill(remove, float("-inf"))
+    log_z = torch.logsumexp(scores, -1, keepdim=True)
+    token = (scores - noise.log()).argmax(-1)  # argmax(log p - log E) ~ softmax(scores)
+    return token, (scores.gather(-1, token[:, None]) - log_z).squeeze(-1)
+
+
+@dataclass
+class _DecodeState:
+    """Static buffers one captured decode graph reads and writes in place."""
+
+    keys: list[torch.Tensor]  # per layer [B, KVH, Lmax, D]
+    values: list[torch.Tensor]
+    valid: torch.Tensor  # [B, Lmax] bool: key positions a query may attend to
+    token: torch.Tensor  # [B] long: the last sampled token, input of the next step
+    position: torch.Tensor  # [B] long: rotary position of `token`
+    slot: torch.Tensor  # [1] long: cache slot `token` is written to
+    step: torch.Tensor  # [1] long: output column of the next sampled token
+    done: torch.Tensor  # [B] bool
+    out_tokens: torch.Tensor  # [B, T] long
+    out_logprobs: torch.Tensor  # [B, T] float
+    noise: torch.Tensor | None  # [B, V] float, refilled with Exp(1) draws every step
+    graph: torch.cuda.CUDAGraph | None = None
+
+
+class FastHFEngine:
+    """Static-cache engine; `cuda_graph`/`compile` default to on for CUDA, off for CPU."""
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        tokenizer,  # noqa: ANN001
+        batch_size: int = 512,
+        cuda_graph: bool | None = None,
+        compile: bool | None = None,
+    ):
+        model_type = getattr(model.config, "model_type", "?")
+        if model_type not in SUPPORTED_MODEL_TYPES or getattr(model.config, "use_sliding_window", False):
+            raise ConfigError(
+                f"key 'rollout.static_cache': the fast HF engine supports {sorted(SUPPORTED_MODEL_TYPES)} without sliding "
+                f"windows, not model_type {model_type!r}; set rollout.static_cache: false"
+            )
+        self.model, self.tokenizer = model, tokenizer
+        self.batch_size = batch_size
+        self.stop_ids = {tokenizer.eos_token_id}
+        self.cuda_graph, self.compile = cuda_graph, compile
+        self._states: dict[tuple, _DecodeState] = {}
+        self._compiled: Callable | None = None
+        self.compile_failed = False
+
+    # ------------------------------------------------------------------ the model, one layer at a time
+    @property
+    def _device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def _attend(self, layer: torch.nn.Module, hidden: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+                keys: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, write: Callable) -> torch.Tensor:
+        """Self-attention of `hidden` [B, T, E] against the cache after writing its own K/V there."""
+        attn = layer.self_attn
+        batch, length, _ = hidden.shape
+        head_dim = attn.head_dim
+        q = attn.q_proj(hidden).view(batch, length, -1, head_dim)
+        k = attn.k_proj(hidden).view(batch, length, -1, head_dim)
+        v = attn.v_proj(hidden).view(batch, length, -1, head_dim)
+        if hasattr(attn, "q_norm"):  # Qwen3
+            q, k = attn.q_norm(q), attn.k_norm(k)
+        q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # [B, heads, T, D]
+        cos, sin = cos[:, None], sin[:, None]
+        q = q * cos + _rotate_half(q) * sin
+        k = k * cos + _rotate_half(k) * sin
+        write(keys, k)
+        write(values, v)
+        kv_heads = keys.shape[1]
+        groups = q.shape[1] // kv_heads
+        # grouped-query attention without repeating K/V: [B, KVH, groups*T, D] @ [B, KVH, D, L]
+        q = q.reshape(batch, kv_heads, groups * length, head_dim)
+        scores = torch.matmul(q, keys.transpose(2, 3)) * attn.scaling
+        scores = scores.view(batch, kv_heads, groups, length, -1).masked_fill(~mask[:, None, None], float("-inf"))
+        weights = torch.softmax(scores.float(), dim=-1).to(q.dtype).view(batch, kv_heads, groups * length, -1)
+        out = torch.matmul(weights, values).view(batch, kv_heads * groups, length, head_dim)
+        return attn.o_proj(out.transpose(1, 2).reshape(batch, length, -1))
+
+    def _forward(self, tokens: torch.Tensor, positions: torch.Tensor, keys: list[torch.Tensor],
+                 values: list[torch.Tensor], mask: torch.Tensor, write: Callable) -> torch.Tensor:
+        """Logits [B, V] of the last position. tokens/positions [B, T]; mask [B, T, Lmax] bool."""
+        body = self.model.model
+        hidden = body.embed_tokens(tokens)
+        cos, sin = body.rotary_emb(hidden, positions)
+        for layer, layer_keys, layer_values in zip(body.layers, keys, values):
+            hidden = hidden + self._attend(layer, layer.input_layernorm(hidden), cos, sin, layer_keys, layer_values, mask, write)
+            hidden = hidden + layer.mlp(layer.post_attention_layernorm(hidden))
+        return self.model.lm_head(body.norm(hidden[:, -1]))
+
+    def _decode_forward(self, token: torch.Tensor, position: torch.Tensor, slot: torch.Tensor, valid: torch.Tensor,
+                        keys: list[torch.Tensor], values: list[torch.Tensor]) -> torch.Tensor:
+        """One token per row at cache slot `slot` (plain tensors in and out, so torch.compile sees a simple graph)."""
+
+        def write(cache: torch.Tensor, new: torch.Tensor) -> None:
+            cache.index_copy_(2, slot, new)
+
+        return self._forward(token[:, None], position[:, None], keys, values, valid[:, None], write)
+
+    # ------------------------------------------------------------------ one decode step (captured on GPU)
+    def _decode_step(self, state: _DecodeState, sampling: SamplingParams, stop: torch.Tensor | None, pad: int) -> None:
+        state.valid.index_fill_(1, state.slot, True)
+        forward = self._compiled or self._decode_forward
+        logits = forward(state.token, state.position, state.slot, state.valid, state.keys, state.values)
+        self._emit(state, logits, sampling, stop, pad)
+        state.slot += 1
+        state.position += 1
+
+    def _emit(self, state: _DecodeState, logits: torch.Tensor, sampling: SamplingParams,
+              stop: torch.Tensor | None, pad: int) -> None:
+        """Sample from `logits`, record token and log-probability in column `step`, update `done`."""
+        if state.noise is not None:
+            state.noise.exponential_()
+        token, logprob = sample_tokens(logits, state.noise, sampling.temperature, sampling.top_p)
+        token = torch.where(state.done, torch.full_like(token, pad), token)
+        logprob = torch.where(state.done, torch.zeros_like(logprob), logprob)
+        state.out_tokens.index_copy_(1, state.step, token[:, None])
+        state.out_logprobs.index_copy_(1, state.step, logprob[:, None])
+        if stop is not None:
+            state.done |= torch.isin(token, stop)
+        state.token.copy_(token)
+        state.step += 1
+
+    # ------------------------------------------------------------------ generate
+    @torch.no_grad()
+    def generate(self, prompts: list[list[int]], sampling: SamplingParams) -> list[Completion]:
+        per_call = max(1, self.batch_size // sampling.n)
+        out: list[Completion] = []
+        for start in range(0, len(prompts), per_call):
+            out += self._generate_batch(prompts[start : start + per_call], sampling, index_offset=start)
+        return out
+
+    def _new_state(self, batch: int, width: int, sampling: SamplingParams, device: torch.device) -> _DecodeState:
+        config = self.model.config
+        attn = self.model.model.layers[0].self_attn
+        kv_heads = config.num_key_value_heads
+        dtype = next(self.model.parameters()).dtype
+        length = width + sampling.max_new_tokens
+        cache_shape = (batch, kv_heads, length, attn.head_dim)
+        layers = config.num_hidden_layers
+        long = dict(dtype=torch.long, device=device)
+        return _DecodeState(
+            keys=[torch.zeros(cache_shape, dtype=dtype, device=device) for _ in range(layers)],
+            values=[torch.zeros(cache_shape, dtype=dtype, device=device) for _ in range(layers)],
+            valid=torch.zeros((batch, length), dtype=torch.bool, device=device),
+            token=torch.zeros(batch, **long),
+            position=torch.zeros(batch, **long),
+            slot=torch.zeros(1, **long),
+            step=torch.zeros(1, **long),
+            done=torch.zeros(batch, dtype=torch.bool, device=device),
+            out_tokens=torch.zeros((batch, sampling.max_new_tokens), **long),
+            out_logprobs=torch.zeros((batch, sampling.max_new_tokens), dtype=torch.float, device=device),
+            noise=None if sampling.greedy else torch.empty((batch, config.vocab_size), dtype=torch.float, device=device),
+        )
+
+    def _prefill(self, state: _DecodeState, input_ids: torch.Tensor, attention: torch.Tensor,
+                 sampling: SamplingParams, stop: torch.Tensor | None, pad: int) -> None:
+        """Run the (left-padded) prompts, fill the cache, sample the first token."""
+        batch, width = input_ids.shape
+        state.valid.zero_()
+        state.valid[:, :width] = attention.bool()
+        state.done.zero_()
+        state.step.zero_()
+        positions = (attention.cumsum(-1) - 1).clamp(min=0)
+        causal = torch.ones((width, width), dtype=torch.bool, device=input_ids.device).tril()
+        mask = torch.zeros((batch, width, state.valid.shape[1]), dtype=torch.bool, device=input_ids.device)
+        # causal over valid keys; a padding query sees itself so that no row of the softmax is empty
+        mask[:, :, :width] = (causal[None] & attention.bool()[:, None, :]) | torch.eye(width, dtype=torch.bool, device=input_ids.device)
+
+        def write(cache: torch.Tensor, new: torch.Tensor) -> None:
+            cache[:, :, :width] = new
+
+        logits = self._forward(input_ids, positions, state.keys, state.values, mask, write)
+        self._emit(state, logits, sampling, stop, pad)
+        state.position.copy_(positions[:, -1] + 1)
+        state.slot.fill_(width)
+
+    def _use_graph(self, device: torch.device) -> bool:
+        return device.type == "cuda" and (self.cuda_graph is None or self.cuda_graph)
+
+    def _maybe_compile(self, device: torch.device) -> None:
+        wanted = self.compile if self.compile is not None else device.type == "cuda"
+        if wanted and self._compiled is None and not self.compile_failed:
+            self._compiled = torch.compile(self._decode_forward, dynamic=False, fullgraph=False)
+
+    def _run_decode(self, state: _DecodeState, sampling: SamplingParams, stop: torch.Tensor | None, pad: int, steps: int) -> None:
+        device = state.token.device
+        self._maybe_compile(device)
+
+        def step() -> None:
+            self._decode_step(state, sampling, stop, pad)
+
+        if self._use_graph(device) and state.graph is None and steps > 0:
+            step = self._capture(state, step, device)  # runs one step while warming up
+            steps -= 1
+        for index in range(steps):
+            if state.graph is not None:
+                state.graph.replay()
+            else:
+                step()
+            if stop is not None and (index + 1) % STOP_CHECK_EVERY == 0 and bool(state.done.all()):
+                break
+
+    def _capture(self, state: _DecodeState, step: Callable[[], None], device: torch.device) -> Callable[[], None]:
+        """Warm up (compiling if asked) and capture one decode step; the warm-up consumes one real step."""
+        snapshot = [t.clone() for t in (state.valid, state.token, state.position, state.slot, state.step, state.done)]
+        side = torch.cuda.Stream(device)
+        side.wait_stream(torch.cuda.current_stream(device))
+        with torch.cuda.stream(side):
+            try:
+                step()
+            except Exception as err:  # noqa: BLE001 - a compiler failure must not stop the rollout
+                if self._compiled is None:
+                    raise
+                log.warning("torch.compile of the decode step failed (%s: %s); using eager kernels", type(err).__name__, err)
+                self._compiled, self.compile_failed = None, True
+                for buffer, saved in zip((state.valid, state.token, state.position, state.slot, state.step, state.done), snapshot):
+                    buffer.copy_(saved)
+                step()
+        torch.cuda.current_stream(device).wait_stream(side)
+        # rewind to before the warm-up step, then capture the same step and replay it as the real one
+        for buffer, saved in zip((state.valid, state.token, state.position, state.slot, state.step, state.done), snapshot):
+            buffer.copy_(saved)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            step()
+        for buffer, saved in zip((state.valid, state.token, state.position, state.slot, state.step, state.done), snapshot):
+            buffer.copy_(saved)
+        graph.replay()
+        state.graph = graph
+        return step
+
+    def _generate_batch(self, prompts: list[list[int]], sampling: SamplingParams, index_offset: int) -> list[Completion]:
+        device = self._device
+        pad = self.tokenizer.pad_token_id
+        width = max(len(p) for p in prompts)
+        rows = len(prompts) * sampling.n
+        input_ids = torch.full((rows, width), pad, dtype=torch.long)
+        attention = torch.zeros((rows, width), dtype=torch.long)
+        for row in range(rows):  # left padding; the n samples of a prompt are adjacent rows
+            ids = prompts[row // sampling.n]
+            input_ids[row, width - len(ids) :] = torch.tensor(ids)
+            attention[row, width - len(ids) :] = 1
+        input_ids, attention = input_ids.to(device), attention.to(device)
+
+        key = (rows, width, sampling.max_new_tokens, sampling.greedy, sampling.temperature, sampling.top_p,
+               tuple(sorted(self.stop_ids)), device)
+        state = self._states.get(key)
+        if state is None:
+            state = self._states[key] = self._new_state(rows, width, sampling, device)
+        stop = torch.tensor(sorted(self.stop_ids), dtype=torch.long, device=device) if self.stop_ids else None
+
+        was_training = self.model.training
+        self.model.eval()
+        if sampling.seed is not None:
+            torch.manual_seed(sampling.seed)
+        try:
+            self._prefill(state, input_ids, attention, sampling, stop, pad)
+            self._run_decode(state, sampling, stop, pad, sampling.max_new_tokens - 1)
+        finally:
+            self.model.train(was_training)
+        produced = int(state.step)
+        tokens = state.out_tokens[:, :produced].cpu()
+        logprobs = state.out_logprobs[:, :produced].cpu()
+
+        completions = []
+        for row in range(rows):
+            response = tokens[row].tolist()
+            finish = "length"
+            for t, tok in enumerate(response):
+                if tok in self.stop_ids:
+                    response, finish = response[: t + 1], "stop"
+                    break
+            completions.append(
+                Completion(
+                    prompt_index=index_offset + row // sampling.n,
+                    prompt_ids=list(prompts[row // sampling.n]),
+                    response_ids=response,
+                    logprobs=logprobs[row, : len(response)].tolist(),
+                    text=self.tokenizer.decode(response, skip_special_tokens=True),
+                    finish_reason=finish,
+                )
+            )
+        return completions
+
+    # ------------------------------------------------------------------ weights
+    @torch.no_grad()
+    def update_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> None:
+        """Copy in place: captured graphs keep reading the same parameter storage."""
+        params = dict(self.model.named_parameters())
+        for name, tensor in named_tensors:
+            if name not in params:
+                raise KeyError(f"engine model has no parameter named {name!r}")
+            if params[name].data_ptr() != tensor.data_ptr():
+                params[name].copy_(tensor.to(params[name].device, params[name].dtype))
+
+    def sleep(self) -> None:
+        pass  # shares the learner's memory
+
+    def wake(self) -> None:
+        pass
