@@ -13,6 +13,15 @@ TEMPLATES = {
         "{problem}\nThink step by step inside <think> </think> tags, "
         "then give the final answer within \\boxed{{}}."
     ),
+    # Qwen2.5-Math's own evaluation prompt ('qwen25-math-cot'): the instruction is the system message.
+    "qwen25_math_cot": "{problem}",
+    # The 1-shot RLVR / DeepScaleR training prompt (verl rows of pi1_r128.parquet end with this sentence).
+    "deepscaler": "{problem} Let's think step by step and output the final answer within \\boxed{{}}.",
+}
+
+# Templates whose instruction goes in a system message before the user's problem.
+SYSTEM_PROMPTS = {
+    "qwen25_math_cot": "Please reason step by step, and put your final answer within \\boxed{}.",
 }
 
 
@@ -25,4 +34,5 @@ def resolve_template(name: str, source: str) -> str:
 
 
 def render_prompt(problem: str, template: str) -> list[dict[str, str]]:
-    return [{"role": "user", "content": TEMPLATES[template].format(problem=problem)}]
+    user = {"role": "user", "content": TEMPLATES[template].format(problem=problem)}
+    return [{"role": "system", "content": SYSTEM_PROMPTS[template]}, user] if template in SYSTEM_PROMPTS else [user]

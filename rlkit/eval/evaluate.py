@@ -43,6 +43,16 @@ def extracted_answer(text: str, info: dict[str, Any]) -> str | None:
     return last_boxed(text.rsplit(THINK_END, 1)[-1])
 
 
+def gold_or_none(sample: dict[str, Any]) -> str | None:
+    """The gold answer as the math reward reads it, for samples.jsonl (None when the row has none)."""
+    from rlkit.rewards.math import gold_answer
+
+    try:
+        return gold_answer(sample)
+    except Exception:  # noqa: BLE001 - a custom reward may not need one
+        return None
+
+
 def math_equivalence() -> Callable[[str, str], bool]:
     """Answer equivalence for majority voting: math-verify both ways' parse, string equality as fallback."""
     from math_verify import parse, verify
@@ -98,17 +108,13 @@ def evaluate_benchmark(
     n = sampling.n
     verdicts: list[list[bool]] = [[] for _ in samples]
     answers: list[list[str | None]] = [[] for _ in samples]
-    problems: list[dict[str, Any]] = [
-        {"id": s.get("id"), "gold": None, "responses": []} for s in samples
-    ]
+    problems: list[dict[str, Any]] = [{"id": s.get("id"), "gold": gold_or_none(s), "responses": []} for s in samples]
     for completion, score, info in zip(completions, verdict_scores, infos):
         i = completion.prompt_index
         correct = score > 0.5
         answer = extracted_answer(completion.text, info)
         verdicts[i].append(correct)
         answers[i].append(answer)
-        if problems[i]["gold"] is None and "gold" in info:
-            problems[i]["gold"] = info["gold"]
         problems[i]["responses"].append(
             {"text": completion.text, "answer": answer, "correct": correct, "score": score,
              "length": len(completion.response_ids), "finish_reason": completion.finish_reason}
