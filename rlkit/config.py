@@ -319,6 +319,13 @@ def check_files(config: RunConfig, base: Path) -> None:
     for stage in config.stages:
         _check_data(stage.data, f"{stage.name}.data", base)
     _check_data(config.eval.data, "eval.data", base)
+    if config.eval.benchmarks:  # names and files, before any model is built
+        from rlkit.eval.benchmarks import resolve_benchmarks
+
+        try:
+            resolve_benchmarks(config.eval.benchmarks, config.eval.data_dir)
+        except ConfigError as err:
+            raise ConfigError(f"key 'eval.benchmarks': {err}") from None
     model = config.model.path
     if model != "tiny" and (model.startswith((".", "/", "~")) or model.endswith("/")) and not Path(model).expanduser().exists():
         raise ConfigError(f"key 'model.path': directory not found: {model}")

@@ -102,6 +102,12 @@ def resolve_benchmark(spec: str, data_dir: str | Path | None) -> Benchmark:
     )
 
 
+def resolve_benchmarks(specs: list[str], data_dir: str | Path | None) -> list[Benchmark]:
+    """Resolve `eval.benchmarks` of a recipe; data_dir None means the default (see `default_data_dir`)."""
+    directory = data_dir if data_dir is not None else default_data_dir()
+    return [resolve_benchmark(spec, directory) for spec in specs]
+
+
 def _with_known_defaults(bench: Benchmark) -> Benchmark:
     """A file or dataset named like a known benchmark is sampled the way that benchmark is."""
     if bench.name in KNOWN:

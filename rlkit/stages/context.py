@@ -42,6 +42,7 @@ class StageContext:
     eval_samples: list[dict[str, Any]] = field(default_factory=list)
     eval_scorer: RewardPool | None = None
     engine: RolloutEngine | None = None
+    benchmark_evaluator: Any = None  # rlkit.eval.periodic.BenchmarkEvaluator, built on the first evaluate()
 
     def __post_init__(self) -> None:
         self.metrics = MetricsLog(self.run_dir / "metrics.jsonl")
@@ -57,10 +58,18 @@ class StageContext:
         atomic_write_text(self.run_dir / "summary.json", json.dumps(self.summary, indent=1))
 
     def evaluate(self) -> dict[str, float]:
+        """Held-out accuracy, plus `<benchmark>/accuracy` for each of `eval.benchmarks`."""
         max_new = self.config.eval.max_new_tokens or self.config.rollout.max_new_tokens
-        return evaluate_accuracy(
+        result = evaluate_accuracy(
             self.engine, self.tokenizer, self.eval_samples, self.eval_scorer, max_new, self.config.eval.batch_size
         )
+        if self.config.eval.benchmarks:
+            if self.benchmark_evaluator is None:  # loaded on first use: runs without benchmarks never read them
+                from rlkit.eval.periodic import BenchmarkEvaluator
+
+                self.benchmark_evaluator = BenchmarkEvaluator(self.config.eval, max_new, self.config.seed)
+            result.update(self.benchmark_evaluator(self.engine, self.tokenizer, self.eval_scorer))
+        return result
 
     def save_stage_output(self, stage: StageBase) -> Path:
         def write(tmp: Path) -> None:
