@@ -85,7 +85,7 @@ class LearnerConfig(Section):
     gradient_checkpointing: bool = False
     zero_stage: Literal[2, 3] = 2
     lora: LoraConfig | None = None
-    logprob_chunk_size: int = Field(0, ge=0, description="vocab-chunked logprobs/entropy; 0 = whole sequence at once.")
+    logprob_chunk_size: int = Field(0, ge=0, description="tokens per chunk of the fused LM-head logprobs/entropy (no fp32 logits kept for backward); 0 = plain, whole micro-batch.")
 
 
 class RayConfig(Section):

@@ -1,6 +1,15 @@
-"""Per-token log-probabilities and entropies of a causal LM, aligned with the input tokens."""
+"""Per-token log-probabilities and entropies of a causal LM, aligned with the input tokens.
+
+With a large vocabulary the LM head dominates a learner's memory: 128 x 576 tokens of fp32 logits
+over Qwen's 151,936 tokens are 45 GB, and autograd keeps them (and their softmax) for backward.
+`chunk_size > 0` instead runs `FusedHeadLogprobs`: the head, log-softmax and entropy over that many
+tokens at a time, keeping only three floats a token for backward and recomputing each chunk's
+logits there. On CUDA the per-chunk elementwise work is fused by torch.compile into one pass.
+"""
 
 from __future__ import annotations
+
+from typing import Callable
 
 import torch
 
@@ -17,34 +26,109 @@ def logprobs_from_logits(logits: torch.Tensor, targets: torch.Tensor, with_entro
     return chosen, entropy
 
 
+def _chunk_stats(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(log p(target), log Z, entropy) per row of one chunk's logits [n, V]."""
+    scores = logits.float()
+    log_z = torch.logsumexp(scores, dim=-1)
+    chosen = scores.gather(-1, targets[:, None]).squeeze(-1)
+    probs = torch.exp(scores - log_z[:, None])
+    entropy = log_z - (probs * scores).sum(-1)
+    return chosen - log_z, log_z, entropy
+
+
+def _chunk_grad(logits: torch.Tensor, targets: torch.Tensor, log_z: torch.Tensor, entropy: torch.Tensor,
+                grad_logprob: torch.Tensor, grad_entropy: torch.Tensor) -> torch.Tensor:
+    """d(loss)/d(logits) of one chunk, in the logits' dtype.
+
+    d log p(y) / d l_j = [j = y] - p_j;   d H / d l_j = -p_j (l_j - sum_i p_i l_i),  sum_i p_i l_i = log Z - H.
+    """
+    scores = logits.float()
+    probs = torch.exp(scores - log_z[:, None])
+    onehot = torch.arange(scores.shape[-1], device=scores.device)[None, :] == targets[:, None]
+    grad = grad_logprob[:, None] * (onehot.float() - probs)
+    grad = grad - grad_entropy[:, None] * probs * (scores - (log_z - entropy)[:, None])
+    return grad.to(logits.dtype)
+
+
+_FUSED: dict[str, Callable] = {}
+
+
+def _kernels(device: torch.device) -> tuple[Callable, Callable]:
+    """The chunk functions, compiled into fused kernels on CUDA (eager elsewhere or if compiling is off)."""
+    if device.type != "cuda":
+        return _chunk_stats, _chunk_grad
+    if not _FUSED:
+        _FUSED["stats"] = torch.compile(_chunk_stats, dynamic=True)
+        _FUSED["grad"] = torch.compile(_chunk_grad, dynamic=True)
+    return _FUSED["stats"], _FUSED["grad"]
+
+
+class FusedHeadLogprobs(torch.autograd.Function):
+    """(log p(target), entropy) of `hidden @ weight.T`, `chunk` rows at a time; logits never stored."""
+
+    @staticmethod
+    def forward(ctx, hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, chunk: int):  # noqa: ANN001, ANN205
+        stats, _ = _kernels(hidden.device)
+        rows = hidden.shape[0]
+        logprobs = hidden.new_empty(rows, dtype=torch.float)
+        log_z = hidden.new_empty(rows, dtype=torch.float)
+        entropy = hidden.new_empty(rows, dtype=torch.float)
+        for start in range(0, rows, chunk):
+            part = slice(start, start + chunk)
+            logprobs[part], log_z[part], entropy[part] = stats(hidden[part] @ weight.T, targets[part])
+        ctx.save_for_backward(hidden, weight, targets, log_z, entropy)
+        ctx.chunk = chunk
+        ctx.set_materialize_grads(False)
+        ctx.mark_non_differentiable(log_z)
+        return logprobs, entropy, log_z
+
+    @staticmethod
+    def backward(ctx, grad_logprob, grad_entropy, _grad_log_z):  # noqa: ANN001, ANN205
+        hidden, weight, targets, log_z, entropy = ctx.saved_tensors
+        if grad_logprob is None and grad_entropy is None:
+            return None, None, None, None
+        _, grad_fn = _kernels(hidden.device)
+        zeros = torch.zeros_like(log_z)
+        grad_logprob = zeros if grad_logprob is None else grad_logprob
+        grad_entropy = zeros if grad_entropy is None else grad_entropy
+        grad_hidden = torch.empty_like(hidden) if ctx.needs_input_grad[0] else None
+        grad_weight = torch.zeros_like(weight, dtype=torch.float) if ctx.needs_input_grad[1] else None
+        for start in range(0, hidden.shape[0], ctx.chunk):
+            part = slice(start, start + ctx.chunk)
+            grad_logits = grad_fn(hidden[part] @ weight.T, targets[part], log_z[part], entropy[part],
+                                  grad_logprob[part], grad_entropy[part])
+            if grad_hidden is not None:
+                grad_hidden[part] = grad_logits @ weight
+            if grad_weight is not None:
+                grad_weight += (grad_logits.T @ hidden[part]).float()
+        return grad_hidden, None if grad_weight is None else grad_weight.to(weight.dtype), None, None
+
+
+def fused_head_logprobs(hidden: torch.Tensor, head: torch.nn.Linear, targets: torch.Tensor, chunk: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """`hidden` [..., E], `targets` [...] -> (log p(target), entropy), each [...] in fp32."""
+    shape = targets.shape
+    logprobs, entropy, _ = FusedHeadLogprobs.apply(hidden.reshape(-1, hidden.shape[-1]), head.weight, targets.reshape(-1), chunk)
+    return logprobs.view(shape), entropy.view(shape)
+
+
 def sequence_logprobs(
     model: torch.nn.Module,
     input_ids: torch.Tensor,
     attention_mask: torch.Tensor,
     with_entropy: bool = False,
     chunk_size: int = 0,
-    position_ids: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Returns [B, L] tensors where column t scores token t given tokens < t (column 0 is 0).
 
-    `chunk_size > 0` runs the LM head and log-softmax over that many positions at a time, so
-    the fp32 logits of the whole batch never exist at once (large vocabularies).
-    `position_ids` that restart at 0 mark packed sequences (SFT packing); the attention mask is then
-    left out so transformers builds a block-diagonal mask and packed sequences never see each other.
+    `chunk_size > 0` runs the LM head, log-softmax and entropy over that many tokens (rows x
+    positions) at a time through `FusedHeadLogprobs`, so no fp32 logits of the batch are kept.
     """
-    if position_ids is not None:
-        attention_mask = None
-    hidden = model.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids).last_hidden_state[:, :-1]
+    hidden = model.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state[:, :-1]
     targets = input_ids[:, 1:]
     head = model.get_output_embeddings()
-    step = chunk_size or hidden.shape[1]
-    parts_lp, parts_ent = [], []
-    for start in range(0, hidden.shape[1], step):
-        logits = head(hidden[:, start : start + step])
-        lp, ent = logprobs_from_logits(logits, targets[:, start : start + step], with_entropy)
-        parts_lp.append(lp)
-        parts_ent.append(ent)
     zeros = hidden.new_zeros((input_ids.shape[0], 1), dtype=torch.float)
-    logprobs = torch.cat([zeros, *parts_lp], dim=1)
-    entropy = torch.cat([zeros, *parts_ent], dim=1) if with_entropy else None
-    return logprobs, entropy
+    if chunk_size and getattr(head, "bias", None) is None:
+        lp, ent = fused_head_logprobs(hidden, head, targets, chunk_size)
+        return torch.cat([zeros, lp], dim=1), (torch.cat([zeros, ent], dim=1) if with_entropy else None)
+    lp, ent = logprobs_from_logits(head(hidden), targets, with_entropy)
+    return torch.cat([zeros, lp], dim=1), (torch.cat([zeros, ent], dim=1) if with_entropy else None)
