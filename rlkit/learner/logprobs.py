@@ -117,13 +117,18 @@ def sequence_logprobs(
     attention_mask: torch.Tensor,
     with_entropy: bool = False,
     chunk_size: int = 0,
+    position_ids: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Returns [B, L] tensors where column t scores token t given tokens < t (column 0 is 0).
 
     `chunk_size > 0` runs the LM head, log-softmax and entropy over that many tokens (rows x
     positions) at a time through `FusedHeadLogprobs`, so no fp32 logits of the batch are kept.
+    `position_ids` that restart at 0 mark packed sequences (SFT packing); the attention mask is then
+    left out so transformers builds a block-diagonal mask and packed sequences never see each other.
     """
-    hidden = model.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state[:, :-1]
+    if position_ids is not None:
+        attention_mask = None
+    hidden = model.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids).last_hidden_state[:, :-1]
     targets = input_ids[:, 1:]
     head = model.get_output_embeddings()
     zeros = hidden.new_zeros((input_ids.shape[0], 1), dtype=torch.float)
