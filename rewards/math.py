@@ -1,60 +1,185 @@
 """`math`: 1.0 when the completion's final answer equals the gold answer (math-verify), else 0.0.
 
-The answer is the last \\boxed{} after the last </think> (the whole text when there is none).
+The final answer is the last \\boxed{} in the text after the last </think> (the whole text when there
+is no </think>; an unclosed <think> means no answer yet). The gold answer comes from whichever field
+the dataset has (see `gold_answer`).
+
+Time limits: math-verify stops a parse or a comparison after `timeout` seconds through SIGALRM, which
+works only in a process's main thread. The reward passes the limit when it runs in a main thread (the
+pool's worker processes, or in-process scoring called from the main thread) and raises RewardTimeout
+when it fires, so the pool counts a timeout. Called from another thread it runs without that limit;
+work stuck inside C code (huge integer powers) is not interrupted by a signal either: only the pool's
+worker processes (reward.workers > 0) can stop those.
+
+    >>> math_reward("<think>maybe 3?</think> so \\\\boxed{\\\\frac{1}{2}}", {"answer": "0.5"}).score
+    1.0
 """
 
 from __future__ import annotations
 
+import ast
+import functools
 import re
+import threading
 from typing import Any
 
-from rlkit.rewards.base import RewardResult
+from math_verify import parse, verify
+from math_verify.errors import TimeoutException
 
-THINK_END = "</think>"
+from rlkit.errors import DataError
+from rlkit.rewards.base import RewardResult, RewardTimeout
+
+THINK_START, THINK_END = "<think>", "</think>"
+MAX_ANSWER_CHARS = 4096  # a longer "answer" is a runaway generation, not worth a parse
+_DELIMITERS = re.compile(r"(?<!\\)\$|\\\(|\\\)|\\\[|\\\]")  # $ (not \$ = dollar sign), \( \), \[ \]
+
+
+class MissingGoldAnswer(KeyError):
+    """A sample without any field the gold answer can be read from."""
+
+    needs = "a gold answer: a field 'answer', 'final_answer' or 'reward_model.ground_truth', or a 'solution' with a \\boxed{}"
+
+    def __str__(self) -> str:  # KeyError would print the message in quotes
+        return str(self.args[0])
 
 
 def last_boxed(text: str) -> str | None:
-    """Content of the last \\boxed{...} (or \\fbox{...}) in text, with balanced braces."""
+    """Content of the last \\boxed{...} (or \\fbox{...}) in text, with balanced braces; also `\\boxed 5`."""
     start = max(text.rfind("\\boxed"), text.rfind("\\fbox"))
     if start < 0:
         return None
-    brace = text.find("{", start)
-    if brace < 0:
+    rest = start + (len("\\boxed") if text.startswith("\\boxed", start) else len("\\fbox"))
+    if text.startswith(" ", rest):  # `\boxed 42`: the argument is the next token
+        token = text[rest:].split(maxsplit=1)
+        return token[0].rstrip(".$") if token else None
+    if not text.startswith("{", rest):
         return None
     depth = 0
-    for i in range(brace, len(text)):
+    for i in range(rest, len(text)):
         if text[i] == "{":
             depth += 1
         elif text[i] == "}":
             depth -= 1
             if depth == 0:
-                return text[brace + 1 : i]
-    return None
+                return text[rest + 1 : i]
+    return None  # unbalanced: the generation stopped inside the box
+
+
+def answer_part(completion: str) -> str | None:
+    """The text that may hold the final answer: after the last </think>; None while a <think> is open."""
+    if THINK_END in completion:
+        return completion.rsplit(THINK_END, 1)[1]
+    if THINK_START in completion:
+        return None  # R1-style draft that never finished thinking: its \boxed{} are drafts
+    return completion
 
 
 def gold_answer(sample: dict[str, Any]) -> str:
-    """The gold answer from whichever field the dataset has."""
-    if sample.get("answer") not in (None, ""):
-        answer = str(sample["answer"])
-        return answer.split("####")[-1].strip() if "####" in answer else answer
-    if sample.get("final_answer") not in (None, ""):
-        value = sample["final_answer"]
-        return str(value[0] if isinstance(value, (list, tuple)) else value)
+    """The gold answer from whichever field the dataset has, in this order:
+
+    `answer` (MATH-500, AIME, AMC; GSM8K's solution text ending `#### 18` gives `18`),
+    `final_answer` (OlympiadBench: a list, or a list written as a string; several items are joined
+    with ', '), verl's `reward_model.ground_truth`, else the last \\boxed{} of `solution` (Minerva).
+    Raises MissingGoldAnswer (a KeyError) when the sample has none of them.
+    """
+    answer = sample.get("answer")
+    if answer not in (None, ""):
+        text = str(answer)
+        return text.rsplit("####", 1)[1].strip() if "####" in text else text.strip()
+    final = sample.get("final_answer")
+    if final not in (None, "", []):
+        if isinstance(final, str) and final.lstrip().startswith("["):
+            try:
+                final = ast.literal_eval(final)
+            except (ValueError, SyntaxError):
+                pass  # not a list after all: use the text as written
+        if isinstance(final, (list, tuple)):
+            return ", ".join(str(item).strip() for item in final)
+        return str(final).strip()
+    reward_model = sample.get("reward_model")
+    if isinstance(reward_model, dict) and reward_model.get("ground_truth") not in (None, ""):
+        return str(reward_model["ground_truth"]).strip()
     solution = sample.get("solution")
-    if isinstance(solution, str) and (boxed := last_boxed(solution)) is not None:
+    if isinstance(solution, str) and (boxed := last_boxed(solution)):
         return boxed
-    raise KeyError("no gold answer: expected one of answer, final_answer, or a \\boxed{} in solution")
+    raise MissingGoldAnswer(
+        "no gold answer: expected a field 'answer', 'final_answer' or 'reward_model.ground_truth', "
+        "or a 'solution' with a \\boxed{} answer"
+    )
 
 
-def math_reward(completion: str, sample: dict[str, Any]) -> RewardResult:
-    from math_verify import parse, verify
+def gold_answers(rows: list[dict[str, Any]], source: str) -> list[str]:
+    """Every row's gold answer; a row without one is a DataError naming the file and the row (1-based)."""
+    answers = []
+    for index, row in enumerate(rows, 1):
+        try:
+            answers.append(gold_answer(row))
+        except MissingGoldAnswer as err:
+            raise DataError(f"{source} row {index}: {err} (fields present: {', '.join(sorted(row)) or 'none'})") from None
+    return answers
 
-    answer_part = completion.rsplit(THINK_END, 1)[-1]
-    boxed = last_boxed(answer_part)
+
+def _limit(timeout: int | None) -> int | None:
+    """math-verify's signal-based limit, only where signals can be delivered (the main thread)."""
+    if timeout is None or threading.current_thread() is not threading.main_thread():
+        return None
+    return max(1, int(timeout))  # SIGALRM counts whole seconds
+
+
+def _parse(latex: str, timeout: int | None) -> list[Any]:
+    try:
+        return parse(latex, parsing_timeout=timeout, raise_on_error=True)
+    except TimeoutException:
+        raise RewardTimeout(f"math-verify parsing took over {timeout} s") from None
+    except Exception:  # noqa: BLE001 - malformed LaTeX is an unparseable answer, not a reward failure
+        return []
+
+
+@functools.lru_cache(maxsize=8192)
+def parse_gold(gold: str, timeout: int | None = None) -> tuple[Any, ...]:
+    """Parse a gold answer once (a batch shares golds): math delimiters are dropped and the whole
+    text read as one formula, so OlympiadBench's '$69$,$84$' is the set {69, 84}, not just 84."""
+    text = " ".join(_DELIMITERS.sub(" ", gold).split())
+    return tuple(_parse("$" + text + "$", timeout))
+
+
+def _equal(gold: tuple[Any, ...], pred: list[Any], timeout: int | None) -> bool:
+    """math-verify's any-pair comparison, one pair at a time so a timed-out pair is told apart."""
+    timed_out = False
+    for g in gold:
+        for p in pred:
+            try:
+                if verify(g, p, timeout_seconds=timeout, raise_on_error=True):
+                    return True
+            except TimeoutException:
+                timed_out = True
+            except Exception:  # noqa: BLE001 - sympy failing to compare means "not shown equal"
+                continue
+    if timed_out:
+        raise RewardTimeout(f"math-verify comparison took over {timeout} s")
+    return False
+
+
+def math_reward(completion: str, sample: dict[str, Any], timeout: int | None = 3) -> RewardResult:
+    """1.0 if the last \\boxed{} answer (after </think>) equals the gold answer, else 0.0.
+
+    `timeout`: seconds math-verify may spend on each parse and each comparison (None: no limit).
+    """
+    part = answer_part(completion)
+    if part is None:
+        return RewardResult(0.0, {"reason": "unfinished <think>: no answer after it"})
+    boxed = last_boxed(part)
     if boxed is None:
         return RewardResult(0.0, {"reason": "no \\boxed{} answer"})
     gold = gold_answer(sample)
-    gold_parsed = parse("$" + gold + "$") if not re.search(r"\$|\\\(|\\\[", gold) else parse(gold)
-    pred_parsed = parse("\\boxed{" + boxed + "}")
-    ok = bool(gold_parsed) and bool(pred_parsed) and verify(gold_parsed, pred_parsed)
-    return RewardResult(1.0 if ok else 0.0, {"pred": boxed, "gold": gold})
+    if not boxed.strip() or len(boxed) > MAX_ANSWER_CHARS:
+        return RewardResult(0.0, {"reason": "empty or overlong \\boxed{} answer", "gold": gold})
+    limit = _limit(timeout)
+    gold_parsed = parse_gold(gold, limit)
+    if not gold_parsed:
+        raise ValueError(f"math-verify cannot parse the gold answer {gold!r}")
+    pred_parsed = _parse("\\boxed{" + boxed + "}", limit)
+    if not pred_parsed:
+        return RewardResult(0.0, {"reason": "answer not parseable", "pred": boxed, "gold": gold})
+    correct = _equal(gold_parsed, pred_parsed, limit)
+    return RewardResult(1.0 if correct else 0.0, {"pred": boxed, "gold": gold})

@@ -1,13 +1,19 @@
-"""Resolve a reward spec (a built-in name, 'pkg.module:fn' or 'path/to/file.py:fn') to a function."""
+"""Resolve a reward spec (a built-in name, 'pkg.module:fn' or 'path/to/file.py:fn') to a function.
+
+Worker processes resolve the same specs again by name (`portable_target`), so a user's function
+from a file or module is imported inside each worker; nothing is pickled but the spec.
+"""
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import importlib
 import importlib.util
+import inspect
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from rlkit.errors import ConfigError
 
@@ -15,6 +21,8 @@ RewardFn = Callable[[str, dict], Any]
 
 BUILTIN = {
     "math": "rlkit.rewards.math:math_reward",
+    "format": "rlkit.rewards.format:format_reward",
+    "length": "rlkit.rewards.length:length_reward",
 }
 
 
@@ -23,24 +31,80 @@ def register(name: str, target: str) -> None:
     BUILTIN[name] = target
 
 
-def _load_file(path: Path) -> Any:
-    name = f"rlkit_user_reward_{abs(hash(str(path.resolve())))}"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, path)
-    if spec is None or spec.loader is None:
-        raise ConfigError(f"reward file {path} cannot be imported as Python")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-def resolve_reward(spec: str, args: dict[str, Any] | None = None) -> RewardFn:
+def reward_target(spec: str) -> str:
+    """'math' -> 'rlkit.rewards.math:math_reward'; other specs are already targets."""
     target = BUILTIN.get(spec, spec)
     if ":" not in target:
         known = ", ".join(sorted(BUILTIN))
         raise ConfigError(f"unknown reward '{spec}': expected a built-in name ({known}), 'pkg.module:fn' or 'path/file.py:fn'")
+    return target
+
+
+def portable_target(spec: str) -> str:
+    """The target with a file path made absolute, so a worker resolves it whatever its directory."""
+    target = reward_target(spec)
+    where, fn_name = target.rsplit(":", 1)
+    if where.endswith(".py"):
+        return f"{Path(where).expanduser().resolve()}:{fn_name}"
+    return target
+
+
+def reward_label(spec: str) -> str:
+    """The name a reward's column has in metrics: the built-in name, else the function's name."""
+    return spec if spec in BUILTIN else spec.rsplit(":", 1)[-1]
+
+
+def reward_labels(specs: Sequence[str]) -> list[str]:
+    """Labels for several rewards; a repeated label gets '#2', '#3' so no column is overwritten."""
+    labels, seen = [], {}
+    for spec in specs:
+        label = reward_label(spec)
+        seen[label] = seen.get(label, 0) + 1
+        labels.append(label if seen[label] == 1 else f"{label}#{seen[label]}")
+    return labels
+
+
+def _load_file(path: Path) -> Any:
+    resolved = path.resolve()
+    name = "rlkit_user_reward_" + hashlib.sha1(str(resolved).encode()).hexdigest()[:12]
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, resolved)
+    if spec is None or spec.loader is None:
+        raise ConfigError(f"reward file {path} cannot be imported as Python")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]  # a fixed file is imported afresh next time
+        raise
+    return module
+
+
+def _check_args(fn: Callable, spec: str, args: dict[str, Any]) -> None:
+    """Unknown keyword arguments are a config error now, not a failure on every call later."""
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return  # not introspectable (a C function): let the call tell
+    try:
+        signature.bind("", {}, **args)
+    except TypeError as err:
+        raise ConfigError(f"reward '{spec}': bad args {sorted(args)}: {err}; it is {fn.__name__}{signature}") from None
+    hook = getattr(fn, "check_args", None)  # a reward may validate its arguments up front (see rewards/length.py)
+    if callable(hook):
+        try:
+            hook(**args)
+        except ConfigError:
+            raise
+        except Exception as err:  # noqa: BLE001
+            raise ConfigError(f"reward '{spec}': bad args {args}: {type(err).__name__}: {err}") from None
+
+
+def resolve_reward(spec: str, args: dict[str, Any] | None = None) -> RewardFn:
+    """The function named by `spec`, with `args` bound as keyword arguments."""
+    target = reward_target(spec)
     where, fn_name = target.rsplit(":", 1)
     try:
         if where.endswith(".py"):
@@ -57,4 +121,5 @@ def resolve_reward(spec: str, args: dict[str, Any] | None = None) -> RewardFn:
     fn = getattr(module, fn_name, None)
     if not callable(fn):
         raise ConfigError(f"reward '{spec}': {where} has no function '{fn_name}'")
+    _check_args(fn, spec, args or {})
     return functools.partial(fn, **args) if args else fn
