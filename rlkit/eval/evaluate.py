@@ -35,12 +35,14 @@ def sampling_for(bench: Benchmark, n: int | None, temperature: float | None, max
 
 
 def extracted_answer(text: str, info: dict[str, Any]) -> str | None:
-    """The answer a sample votes with: the reward's own extraction, else the last \\boxed{} after </think>."""
+    """The answer a sample votes with: the reward's own extraction, else the math reward's rule
+    (the last \\boxed{} after the last </think>; none while a <think> is open)."""
     if isinstance(info.get("pred"), str):
         return info["pred"]
-    from rlkit.rewards.math import THINK_END, last_boxed
+    from rlkit.rewards.math import answer_part, last_boxed
 
-    return last_boxed(text.rsplit(THINK_END, 1)[-1])
+    part = answer_part(text)
+    return last_boxed(part) if part is not None else None
 
 
 def gold_or_none(sample: dict[str, Any]) -> str | None:
@@ -49,26 +51,41 @@ def gold_or_none(sample: dict[str, Any]) -> str | None:
 
     try:
         return gold_answer(sample)
-    except Exception:  # noqa: BLE001 - a custom reward may not need one
+    except KeyError:  # a custom reward may not need one
         return None
 
 
-def math_equivalence() -> Callable[[str, str], bool]:
-    """Answer equivalence for majority voting: math-verify both ways' parse, string equality as fallback."""
+def math_equivalence(timeout: int = 3) -> Callable[[str, str], bool]:
+    """Answer equivalence for majority voting: equal without spaces, or equal by math-verify.
+
+    math-verify's time limits use SIGALRM, so they apply only in the main thread; an answer that
+    cannot be parsed or compared in time is equal only to itself.
+    """
+    import threading
+
     from math_verify import parse, verify
 
+    limit = timeout if threading.current_thread() is threading.main_thread() else None
     parsed: dict[str, Any] = {}
 
     def parse_once(answer: str) -> Any:
         if answer not in parsed:
-            parsed[answer] = parse("\\boxed{" + answer + "}")
+            try:
+                parsed[answer] = parse("\\boxed{" + answer + "}", parsing_timeout=limit)
+            except Exception:  # noqa: BLE001 - unparseable or too slow: no math identity
+                parsed[answer] = []
         return parsed[answer]
 
     def equivalent(a: str, b: str) -> bool:
         if a.replace(" ", "") == b.replace(" ", ""):
             return True
         pa, pb = parse_once(a), parse_once(b)
-        return bool(pa) and bool(pb) and bool(verify(pa, pb))
+        if not pa or not pb:
+            return False
+        try:
+            return bool(verify(pa, pb, timeout_seconds=limit))
+        except Exception:  # noqa: BLE001 - sympy failing to compare means "not shown equal"
+            return False
 
     return equivalent
 
