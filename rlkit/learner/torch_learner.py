@@ -1,7 +1,14 @@
-"""The plain PyTorch learner: AdamW, micro-batches, gradient clipping, linear warm-up."""
+"""The plain PyTorch learner: AdamW, micro-batches, gradient clipping, linear warm-up.
+
+With `learner.lora` it trains a LoRA adapter on a private copy of the policy and hands the engine
+merged weights. Inside a torch.distributed group (the Ray learner group) each rank takes its
+shard of the batch and gradients are summed across ranks before clipping: the loss function is
+normalized for the whole batch, so the sum is the whole batch's gradient.
+"""
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 from pathlib import Path
@@ -12,14 +19,23 @@ import torch
 from rlkit.config import LearnerConfig
 from rlkit.learner.base import LossFn, TokenBatch
 from rlkit.learner.logprobs import sequence_logprobs
+from rlkit.learner.reference import ReferencePolicy
 
 
 class TorchLearner:
     def __init__(self, model: torch.nn.Module, config: LearnerConfig, lr: float, device: torch.device, warmup_steps: int = 0):
-        self.model, self.config, self.device = model, config, device
+        self.config, self.device = config, device
+        self.peft = None  # the peft wrapper under LoRA
+        if config.lora is not None:
+            from rlkit.learner.lora import apply_lora
+
+            # A private copy: `model` (shared with the local engine) keeps plain HF weights and receives merged ones.
+            self.peft = apply_lora(copy.deepcopy(model), config.lora)
+            model = self.peft.get_base_model()  # the HF module with adapters injected; its forward uses them
+        self.model = model
         self.model.to(device)
         if config.gradient_checkpointing:
-            self.model.gradient_checkpointing_enable()
+            self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(
             params, lr=lr, weight_decay=config.weight_decay, betas=(0.9, 0.99), fused=device.type == "cuda"
@@ -70,6 +86,7 @@ class TorchLearner:
             for key, value in metrics.items():
                 totals[key] = totals.get(key, 0.0) + value  # loss_fn returns batch-normalized parts
         params = [p for p in self.model.parameters() if p.requires_grad]
+        sum_gradients_across_ranks(params)
         grad_norm = torch.nn.utils.clip_grad_norm_(params, self.config.max_grad_norm)
         if not math.isfinite(float(grad_norm)):
             self.optimizer.zero_grad(set_to_none=True)
@@ -83,11 +100,41 @@ class TorchLearner:
         return totals
 
     def named_weights(self) -> Iterable[tuple[str, torch.Tensor]]:
+        """HF-named full weights; under LoRA each adapted Linear merged (W + scale * B @ A)."""
+        if self.peft is not None:
+            from rlkit.learner.lora import merged_named_weights
+
+            return merged_named_weights(self.peft)
         return self.model.named_parameters()
+
+    def reference_policy(self) -> ReferencePolicy:
+        """The KL reference. Call before the first train_step: it is the policy as it is now."""
+        if self.peft is not None:  # the same module with the adapter switched off: no second copy
+            peft = self.peft
+
+            def base_logprobs(batch: TokenBatch) -> torch.Tensor:
+                with peft.disable_adapter():
+                    return self.logprobs(batch)[0]
+
+            return ReferencePolicy(base_logprobs, "adapter_disabled")
+        frozen = copy.deepcopy(self.model).eval().requires_grad_(False)
+        return ReferencePolicy(lambda batch: self._logprobs_of(frozen, batch), "frozen_copy")
+
+    def _logprobs_of(self, module: torch.nn.Module, batch: TokenBatch) -> torch.Tensor:
+        current, self.model = self.model, module
+        try:
+            return self.logprobs(batch)[0]
+        finally:
+            self.model = current
 
     def save(self, directory: str | os.PathLike) -> None:
         directory = Path(directory)
-        self.model.save_pretrained(directory / "model")
+        if self.peft is not None:  # only the adapter trains, so only the adapter is saved
+            from rlkit.learner.lora import save_adapter
+
+            save_adapter(self.peft, directory)
+        else:
+            self.model.save_pretrained(directory / "model")
         torch.save(
             {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(), "steps": self.steps},
             directory / "optimizer.pt",
@@ -97,13 +144,33 @@ class TorchLearner:
         from safetensors.torch import load_file
 
         directory = Path(directory)
-        state = load_file(directory / "model" / "model.safetensors", device=str(self.device))
-        missing, unexpected = self.model.load_state_dict(state, strict=False)
-        unexpected = [k for k in unexpected if k != "lm_head.weight"]
-        missing = [k for k in missing if k != "lm_head.weight"]
-        if missing or unexpected:
-            raise RuntimeError(f"checkpoint {directory} does not match the model: missing {missing[:3]}, unexpected {unexpected[:3]}")
+        if self.peft is not None:
+            from rlkit.learner.lora import load_adapter
+
+            load_adapter(self.peft, directory, self.device)
+        else:
+            state = load_file(directory / "model" / "model.safetensors", device=str(self.device))
+            missing, unexpected = self.model.load_state_dict(state, strict=False)
+            unexpected = [k for k in unexpected if k != "lm_head.weight"]
+            missing = [k for k in missing if k != "lm_head.weight"]
+            if missing or unexpected:
+                raise RuntimeError(f"checkpoint {directory} does not match the model: missing {missing[:3]}, unexpected {unexpected[:3]}")
         blob = torch.load(directory / "optimizer.pt", map_location=self.device, weights_only=False)
         self.optimizer.load_state_dict(blob["optimizer"])
         self.scheduler.load_state_dict(blob["scheduler"])
         self.steps = blob["steps"]
+
+
+def sum_gradients_across_ranks(params: list[torch.nn.Parameter]) -> None:
+    """Data parallelism: sum each rank's gradient of its shard (one flat all-reduce). No-op in one process."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return
+    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+    offset = 0
+    for param, grad in zip(params, grads):
+        param.grad = flat[offset : offset + grad.numel()].view_as(grad).to(grad.dtype)
+        offset += grad.numel()
