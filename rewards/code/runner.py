@@ -92,6 +92,7 @@ def main() -> None:
     write, exit_now, dup2, open_fd = os.write, os._exit, os.dup2, os.open
     job = json.loads(read_all(0))
     nonce = job.pop("nonce")
+    guarded = job.get("guard", True)  # off only in tests that show each attack works without the guard
     dup2(open_fd(os.devnull, os.O_RDONLY), 0)
     verdict_fd = os.dup(1)
     dup2(2, 1)  # the program's prints go to stderr
@@ -115,8 +116,9 @@ def main() -> None:
         write(2, f"rlkit: the program does not compile: {type(err).__name__}: {err}\n".encode())
     del job
     flags = ""
-    disable_signal_handlers()
-    install_guard()
+    if guarded:
+        disable_signal_handlers()
+        install_guard()
 
     # ---- untrusted phase: only locals bound above are used from here on
     namespace = {"__name__": "solution", "__builtins__": builtins}
