@@ -254,8 +254,13 @@ class FastHFEngine:
             self._decode_step(state, sampling, stop, pad)
 
         if self._use_graph(device) and state.graph is None and steps > 0:
-            step = self._capture(state, step, device)  # runs one step while warming up
-            steps -= 1
+            try:
+                self._capture(state, step, device)  # ends by replaying the captured graph as the first step
+                steps -= 1
+            except Exception as err:  # noqa: BLE001 - capture is an optimization; eager steps give the same samples
+                log.warning("CUDA graph capture of the decode step failed (%s: %s); decoding without graphs", type(err).__name__, err)
+                self.cuda_graph, state.graph = False, None
+                torch.cuda.synchronize(device)
         for index in range(steps):
             if state.graph is not None:
                 state.graph.replay()
@@ -264,7 +269,7 @@ class FastHFEngine:
             if stop is not None and (index + 1) % STOP_CHECK_EVERY == 0 and bool(state.done.all()):
                 break
 
-    def _capture(self, state: _DecodeState, step: Callable[[], None], device: torch.device) -> Callable[[], None]:
+    def _capture(self, state: _DecodeState, step: Callable[[], None], device: torch.device) -> None:
         """Warm up (compiling if asked) and capture one decode step; the warm-up consumes one real step."""
         snapshot = [t.clone() for t in (state.valid, state.token, state.position, state.slot, state.step, state.done)]
         side = torch.cuda.Stream(device)
@@ -291,7 +296,6 @@ class FastHFEngine:
             buffer.copy_(saved)
         graph.replay()
         state.graph = graph
-        return step
 
     def _generate_batch(self, prompts: list[list[int]], sampling: SamplingParams, index_offset: int) -> list[Completion]:
         device = self._device

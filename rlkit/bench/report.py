@@ -1,0 +1,80 @@
+"""Steady step time, its split, throughput, peak memory and the ratio to DESIGN.md's floor."""
+
+from __future__ import annotations
+
+import statistics
+from typing import Any
+
+import torch
+from transformers import Qwen2ForCausalLM
+
+from rlkit.bench.workload import DTYPES, Workload, policy_config
+
+# DESIGN.md's floor: weights + KV cache read once per decode step at the H100's copy bandwidth, plus
+# 6·N·T training FLOPs at the measured bf16 matrix rate (both measured on the lent H100).
+BANDWIDTH = 3.0e12  # bytes/s
+MATMUL_RATE = 790e12  # FLOP/s
+PHASES = ("generate", "logprobs", "train", "sync", "other")
+
+
+def parameter_count(w: Workload) -> int:
+    with torch.device("meta"):
+        return sum(p.numel() for p in Qwen2ForCausalLM(policy_config(w)).parameters())
+
+
+def floor_seconds(w: Workload) -> dict[str, float]:
+    params = parameter_count(w)
+    size = torch.tensor([], dtype=DTYPES[w.dtype]).element_size()
+    head_dim = w.hidden // w.heads
+    kv_per_token = w.layers * 2 * w.kv_heads * head_dim * size
+    cached = sum(w.prompt_tokens + t for t in range(w.completion_tokens))  # tokens in the cache at each decode step
+    decode = (w.completion_tokens * params * size + w.sequences * kv_per_token * cached) / BANDWIDTH
+    train = 6 * params * w.sequences * (w.prompt_tokens + w.completion_tokens) / MATMUL_RATE
+    return {"params": params, "decode_s": decode, "train_s": train, "floor_s": decode + train}
+
+
+def summarize(result: dict[str, Any], floor: float) -> dict[str, Any]:
+    """Median over the timed (non-warm-up) steps."""
+    timed = [r for r in result["records"] if not r["warmup"]] or result["records"]
+    if not timed:
+        return {"framework": result["framework"], "error": result.get("error", "no steps ran")}
+    step = statistics.median(r["wall"] for r in timed)
+    row: dict[str, Any] = {"framework": result["framework"], "engine": result.get("engine"), "steps": len(timed), "step_s": step}
+    if "generate" in timed[0]:
+        for phase in PHASES[:-1]:
+            row[f"{phase}_s"] = statistics.median(r[phase] for r in timed)
+        row["other_s"] = step - sum(row[f"{p}_s"] for p in PHASES[:-1])
+        row["generate_tok_per_s"] = statistics.median(r["completion_tokens"] / max(r["generate"], 1e-9) for r in timed)
+    row["completion_tok_per_s"] = statistics.median(r["completion_tokens"] / r["wall"] for r in timed)
+    peak = result.get("peak_memory_bytes")
+    row["peak_gib"] = peak / 2**30 if peak else None
+    row["x_floor"] = step / floor
+    return row
+
+
+def format_table(rows: list[dict[str, Any]], floor: dict[str, float]) -> str:
+    def cell(row: dict[str, Any], key: str, fmt: str) -> str:
+        value = row.get(key)
+        return "-" if value is None else format(value, fmt)
+
+    lines = [
+        "| framework | steady step s | generate | logprobs | train | sync | other | completion tok/s | peak GPU GiB | x floor |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for row in rows:
+        if "error" in row:
+            lines.append(f"| {row['framework']} | failed: {row['error']} | | | | | | | | |")
+            continue
+        lines.append(
+            f"| {row['framework']} | {row['step_s']:.3f} | {cell(row, 'generate_s', '.3f')} | {cell(row, 'logprobs_s', '.3f')} "
+            f"| {cell(row, 'train_s', '.3f')} | {cell(row, 'sync_s', '.3f')} | {cell(row, 'other_s', '.3f')} "
+            f"| {row['completion_tok_per_s']:.0f} | {cell(row, 'peak_gib', '.1f')} | {row['x_floor']:.1f} |"
+        )
+    lines.append(
+        f"floor {floor['floor_s']:.3f} s = decode {floor['decode_s']:.3f} s (weights + KV at {BANDWIDTH / 1e12:.0f} TB/s) "
+        f"+ train {floor['train_s']:.3f} s (6·N·T, N = {floor['params'] / 1e6:.0f}M, at {MATMUL_RATE / 1e12:.0f} TFLOP/s)"
+    )
+    by_name = {r["framework"]: r for r in rows if "step_s" in r}
+    if "rlkit" in by_name and "trl" in by_name:
+        lines.append(f"rlkit's steady step is {by_name['trl']['step_s'] / by_name['rlkit']['step_s']:.1f}x faster than TRL's")
+    return "\n".join(lines)

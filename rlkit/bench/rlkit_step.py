@@ -1,0 +1,81 @@
+"""rlkit's step on the reference workload: the real `rl_step` of the rl stage, timed per phase."""
+
+from __future__ import annotations
+
+import gc
+import time
+from typing import Any
+
+import torch
+
+from rlkit.bench.workload import Workload, build_policy, build_tokenizer, prompt_samples
+from rlkit.config import RunConfig
+from rlkit.learner import build_learner
+from rlkit.rollout import build_engine
+from rlkit.scoring.pool import RewardPool
+from rlkit.stages.rl import RLParts, rl_step
+
+PHASES = ("generate", "logprobs", "train", "sync")
+
+
+def bench_config(w: Workload, fast_engine: bool, chunk_size: int) -> RunConfig:
+    """The run config a user would write for this workload (GRPO, beta 0, one update per batch)."""
+    return RunConfig.model_validate(
+        {
+            "model": {"dtype": w.dtype},
+            "rollout": {"n": w.samples, "max_new_tokens": w.completion_tokens, "temperature": 1.0,
+                        "static_cache": fast_engine},
+            "rewards": [{"name": "rlkit.bench.workload:even_token_reward"}],
+            "learner": {"micro_batch_size": w.micro_batch_size, "logprob_chunk_size": chunk_size},
+            "stages": [{"type": "rl", "batch_size": w.prompts, "lr": w.lr, "algorithm": {"kl_coef": 0.0}}],
+        }
+    )
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def run_rlkit(w: Workload, device: torch.device, steps: int, warmup: int, fast_engine: bool = True,
+              chunk_size: int = 4096, label: str = "rlkit", compile_decode: bool | None = None) -> dict[str, Any]:
+    """`warmup` untimed steps (compilation, graph capture), then `steps` timed ones."""
+    config = bench_config(w, fast_engine, chunk_size)
+    model = build_policy(w, device)
+    tokenizer = build_tokenizer(w)
+    stage = config.stages[0]
+    learner = build_learner(config, model, stage.lr, device)
+    engine = build_engine(config, model, tokenizer)
+    engine.stop_ids = set()  # every sample runs to the completion limit, as the workload says
+    if fast_engine and compile_decode is not None:
+        engine.compile = compile_decode
+    scorer = RewardPool(config.rewards)
+    parts = RLParts(engine, learner, scorer, tokenizer, reference=None)
+    prompts = prompt_samples(w)
+    records = []
+    try:
+        for index in range(warmup + steps):
+            if index == warmup and device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(device)
+            sync(device)
+            start = time.perf_counter()
+            metrics = rl_step(parts, stage, config.rollout, prompts, seed=w.seed * 1000 + index)
+            sync(device)
+            wall = time.perf_counter() - start
+            records.append({"step": index, "warmup": index < warmup, "wall": wall,
+                            **{p: metrics.get(f"time/{p}", 0.0) for p in PHASES},
+                            "advantages": metrics.get("time/advantages", 0.0),
+                            "completion_tokens": metrics["response_length/mean"] * w.sequences,
+                            "reward": metrics["reward/mean"], "grad_norm": metrics.get("grad_norm", float("nan"))})
+            print(f"[{label}] step {index}{' (warm-up)' if index < warmup else ''}: {wall:.3f} s "
+                  + " ".join(f"{p}={records[-1][p]:.3f}" for p in PHASES), flush=True)
+        peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
+    finally:
+        scorer.close()
+        extra = {"compile_failed": getattr(engine, "compile_failed", None)}
+        del parts, engine, learner, model
+        gc.collect()
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    return {"framework": label, "records": records, "peak_memory_bytes": peak, "engine": "fast" if fast_engine else "hf",
+            "logprob_chunk_size": chunk_size, **extra}
