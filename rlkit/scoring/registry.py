@@ -23,6 +23,8 @@ BUILTIN = {
     "math": "rlkit.rewards.math:math_reward",
     "format": "rlkit.rewards.format:format_reward",
     "length": "rlkit.rewards.length:length_reward",
+    "unit_tests": "rlkit.rewards.code.unit_tests:unit_tests_reward",
+    "code_quality": "rlkit.rewards.code.code_quality:code_quality_reward",
 }
 
 
