@@ -174,12 +174,20 @@ def math_reward(completion: str, sample: dict[str, Any], timeout: int | None = 3
     gold = gold_answer(sample)
     if not boxed.strip() or len(boxed) > MAX_ANSWER_CHARS:
         return RewardResult(0.0, {"reason": "empty or overlong \\boxed{} answer", "gold": gold})
-    limit = _limit(timeout)
-    gold_parsed = parse_gold(gold, limit)
+    parsed, correct = verdict(gold, boxed, _limit(timeout))
+    if not parsed:
+        return RewardResult(0.0, {"reason": "answer not parseable", "pred": boxed, "gold": gold})
+    return RewardResult(1.0 if correct else 0.0, {"pred": boxed, "gold": gold})
+
+
+@functools.lru_cache(maxsize=65536)
+def verdict(gold: str, answer: str, timeout: int | None = None) -> tuple[bool, bool]:
+    """(answer parseable, answer equals gold). Cached: a group of samples of one prompt often
+    repeats an answer, and a repeated answer need not be parsed and compared again."""
+    gold_parsed = parse_gold(gold, timeout)
     if not gold_parsed:
         raise ValueError(f"math-verify cannot parse the gold answer {gold!r}")
-    pred_parsed = _parse("\\boxed{" + boxed + "}", limit)
+    pred_parsed = _parse("\\boxed{" + answer + "}", timeout)
     if not pred_parsed:
-        return RewardResult(0.0, {"reason": "answer not parseable", "pred": boxed, "gold": gold})
-    correct = _equal(gold_parsed, pred_parsed, limit)
-    return RewardResult(1.0 if correct else 0.0, {"pred": boxed, "gold": gold})
+        return False, False
+    return True, _equal(gold_parsed, pred_parsed, timeout)
