@@ -19,7 +19,6 @@ from rlkit.config import RunConfig, dump_config
 from rlkit.data import load_samples
 from rlkit.errors import ConfigError
 from rlkit.models import load_model, load_tokenizer, resolve_device
-from rlkit.rollout import build_engine
 from rlkit.scoring.pool import RewardPool
 from rlkit.config import RewardSpec
 from rlkit.stages.context import StageContext
@@ -70,11 +69,16 @@ def run_recipe(config: RunConfig, run_dir: Path, resume: bool = False) -> dict[s
         from rlkit.runtime.ray_runtime import run_recipe_on_ray
 
         return run_recipe_on_ray(config, run_dir, resume)
+    return run_stages_here(config, run_dir, resume, started)
 
-    device = resolve_device(config.device)
+
+def run_stages_here(config: RunConfig, run_dir: Path, resume: bool, started: float, runtime: Any = None) -> dict[str, Any]:
+    """Run the stages from this process. `runtime` (the Ray runtime) puts engine, learner and rewards
+    on actors behind the same seams; the driver's model then only carries each stage's weights."""
+    device = torch.device("cpu") if runtime is not None else resolve_device(config.device)
     tokenizer = load_tokenizer(config.model)
     model = load_model(config.model, seed=config.seed).to(device)
-    ctx = StageContext(config, run_dir, model, tokenizer, device, resume=resume)
+    ctx = StageContext(config, run_dir, model, tokenizer, device, resume=resume, runtime=runtime)
     ctx.eval_samples = load_samples(config.eval.data.model_copy(update={"limit": config.eval.limit or config.eval.data.limit}))
     ctx.eval_scorer = RewardPool([RewardSpec(name=config.eval.reward)])
 
@@ -108,7 +112,7 @@ def _run_stages(ctx: StageContext) -> None:
         if previous_output is not None:  # continue from the last finished stage's model
             ctx.model.load_state_dict(type(ctx.model).from_pretrained(previous_output).state_dict())
             previous_output = None
-        ctx.engine = build_engine(config, ctx.model, ctx.tokenizer)
+        ctx.engine = ctx.build_engine()
         if index == first_rl and "initial_eval" not in ctx.summary:
             ctx.summary["initial_eval"] = ctx.evaluate()
             ctx.save_summary()
@@ -122,7 +126,7 @@ def _run_stages(ctx: StageContext) -> None:
         print(f"[{stage.name}] done: held-out accuracy {result['accuracy']:.3f}", flush=True)
     if previous_output is not None:
         ctx.model.load_state_dict(type(ctx.model).from_pretrained(previous_output).state_dict())
-        ctx.engine = build_engine(config, ctx.model, ctx.tokenizer)
+        ctx.engine = ctx.build_engine()
     if "final_eval" not in ctx.summary:
         last = config.stages[-1].name
         ctx.summary["final_eval"] = ctx.summary["stages"].get(str(last), {}).get("eval") or ctx.evaluate()

@@ -43,6 +43,7 @@ class StageContext:
     eval_scorer: RewardPool | None = None
     engine: RolloutEngine | None = None
     benchmark_evaluator: Any = None  # rlkit.eval.periodic.BenchmarkEvaluator, built on the first evaluate()
+    runtime: Any = None  # rlkit.runtime.ray_runtime.RayRuntime under `runtime: ray`; None = everything in this process
 
     def __post_init__(self) -> None:
         self.metrics = MetricsLog(self.run_dir / "metrics.jsonl")
@@ -71,6 +72,40 @@ class StageContext:
             result.update(self.benchmark_evaluator(self.engine, self.tokenizer, self.eval_scorer))
         return result
 
+    # Where the parts of a stage live: in this process, or (runtime: ray) behind the same seams on Ray actors.
+    def build_learner(self, stage: StageBase):  # noqa: ANN201 - a Learner
+        if self.runtime is not None:
+            return self.runtime.build_learner(self, stage)
+        from rlkit.learner import build_learner
+
+        return build_learner(self.config, self.model, stage.lr, self.device, stage.warmup_steps)
+
+    def build_engine(self) -> RolloutEngine:
+        if self.runtime is not None:
+            return self.runtime.build_engine(self)
+        from rlkit.rollout import build_engine
+
+        return build_engine(self.config, self.model, self.tokenizer)
+
+    def build_scorer(self):  # noqa: ANN201 - a RewardPool
+        if self.runtime is not None:
+            return self.runtime.build_scorer(self)
+        return RewardPool(self.config.rewards, self.config.reward.workers, self.config.reward.timeout)
+
+    def publish_policy(self, learner) -> None:  # noqa: ANN001
+        """Copy the learner's weights into the stage's model (saved as the stage output) and the engine.
+
+        Free when they share tensors (local runtime, full fine-tuning); needed when the learner
+        trains a copy: LoRA (merged weights), DeepSpeed, Ray actors, an engine with its own weights.
+        """
+        params = dict(self.model.named_parameters())
+        with torch.no_grad():
+            for name, tensor in learner.named_weights():
+                if params[name].data_ptr() != tensor.data_ptr():
+                    params[name].copy_(tensor.to(params[name].device, params[name].dtype))
+        if self.engine is not None:
+            self.engine.update_weights(learner.named_weights())
+
     def save_stage_output(self, stage: StageBase) -> Path:
         def write(tmp: Path) -> None:
             self.model.save_pretrained(tmp)
@@ -98,6 +133,7 @@ def run_steps(
         state = load_checkpoint(checkpoint, learner)
         start, stream.position = state["step"], state["data_position"]
         ctx.metrics.truncate_after(str(stage.name), start)
+        ctx.publish_policy(learner)  # the engine generates the next step from the checkpoint's weights
         print(f"[{stage.name}] resumed from {checkpoint} (step {start}/{stage.steps})", flush=True)
     elif ctx.resume:
         ctx.metrics.truncate_after(str(stage.name), 0)
@@ -113,5 +149,6 @@ def run_steps(
                 saved = save_checkpoint(stage_dir, step, learner, {"data_position": stream.position}, ctx.config.checkpoint.keep)
                 if ctx.stop_requested:
                     raise Interrupted(str(stage.name), step, saved)
+        ctx.publish_policy(learner)  # the stage's output and its final eval see the trained weights
     finally:
         progress.close()

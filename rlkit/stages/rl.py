@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import copy
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -27,9 +26,8 @@ from rlkit.algos.sampling import groups_with_signal, overlong_mask
 from rlkit.config import AlgorithmConfig, RLStage, RolloutConfig
 from rlkit.data import PromptStream, load_samples
 from rlkit.errors import ConfigError
-from rlkit.learner import build_learner
 from rlkit.learner.base import Learner, TokenBatch, pad_sequences
-from rlkit.learner.logprobs import sequence_logprobs
+from rlkit.learner.reference import ReferencePolicy
 from rlkit.models import encode_prompt
 from rlkit.rollout.base import Completion, RolloutEngine, SamplingParams
 from rlkit.scoring.pool import RewardPool
@@ -42,7 +40,7 @@ class RLParts:
     learner: Learner
     scorer: RewardPool
     tokenizer: Any
-    reference: torch.nn.Module | None  # frozen initial policy for the KL term
+    reference: ReferencePolicy | None  # the KL reference: the policy the stage started from (`learner.reference_policy()`)
     critic: Critic | None = None  # PPO's value model (advantage: gae)
 
 
@@ -181,10 +179,7 @@ def rl_step(
     if not on_policy:  # else the loss uses the current log-probabilities, detached: one forward pass fewer
         batch.extras["old_logprobs"], _ = parts.learner.logprobs(batch)
     if parts.reference is not None:
-        with torch.no_grad():
-            device = next(parts.reference.parameters()).device
-            ref, _ = sequence_logprobs(parts.reference, batch.input_ids.to(device), batch.attention_mask.to(device))
-        batch.extras["ref_logprobs"] = ref.cpu()
+        batch.extras["ref_logprobs"], _ = parts.reference.logprobs(batch)
     lap("logprobs")
 
     # 4. advantages: outcome estimators compare the samples of a prompt; token estimators spread the reward
@@ -271,15 +266,14 @@ def run_rl(ctx: StageContext, stage: RLStage) -> None:
     check_algorithm(alg, ctx.config.rollout, str(stage.name))
     samples = load_samples(stage.data, ctx.config.seed)
     stream = PromptStream(samples, ctx.config.seed, stage.data.shuffle)
-    reference = None
-    if alg.kl_coef > 0:
-        reference = copy.deepcopy(ctx.model).eval().requires_grad_(False)
     critic = None
     if alg.advantage == "gae":  # the value model starts from the policy's own transformer
         learner_cfg = ctx.config.learner
         critic = Critic(ctx.model, alg.critic_lr, learner_cfg.micro_batch_size, learner_cfg.max_grad_norm, ctx.device)
-    learner = build_learner(ctx.config, ctx.model, stage.lr, ctx.device, stage.warmup_steps)
-    scorer = RewardPool(ctx.config.rewards, ctx.config.reward.workers, ctx.config.reward.timeout)
+    learner = ctx.build_learner(stage)
+    # taken before the first step: under LoRA the base with the adapter off, else a frozen copy
+    reference = learner.reference_policy() if alg.kl_coef > 0 else None
+    scorer = ctx.build_scorer()
     parts = RLParts(ctx.engine, learner, scorer, ctx.tokenizer, reference, critic)
     try:
         run_steps(

@@ -10,7 +10,6 @@ import torch
 from rlkit.config import SFTStage
 from rlkit.data import PromptStream, load_samples
 from rlkit.errors import DataError
-from rlkit.learner import build_learner
 from rlkit.learner.base import TokenBatch, pad_sequences
 from rlkit.models import encode_prompt
 from rlkit.stages.context import StageContext, run_steps
@@ -89,7 +88,7 @@ def run_sft(ctx: StageContext, stage: SFTStage) -> None:
     samples = load_samples(stage.data, ctx.config.seed)
     response_text(samples[0])  # fail before training when the data has no responses
     stream = PromptStream(samples, ctx.config.seed, stage.data.shuffle)
-    learner = build_learner(ctx.config, ctx.model, stage.lr, ctx.device, stage.warmup_steps)
+    learner = ctx.build_learner(stage)
 
     def step_fn(step: int) -> dict[str, float]:
         started = time.perf_counter()
