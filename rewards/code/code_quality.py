@@ -54,25 +54,27 @@ DEFAULT_MAINTAINABILITY_RULES = (
 
 
 @lru_cache(maxsize=1)
-def _bandit_config():  # noqa: ANN202 - bandit has no public type for it
-    try:
-        from bandit.core import config as bandit_config
-    except ImportError:
-        raise MissingExtraError("the code_quality reward", "code", "bandit") from None
-    logging.getLogger("bandit").setLevel(logging.ERROR)  # it logs every file it scans
-    return bandit_config.BanditConfig()
+def _bandit():  # noqa: ANN202 - bandit has no public types for these
+    """(bandit's manager module, a config), loaded once."""
+    with warnings.catch_warnings():  # stevedore, under bandit, warns about its own deprecated argument
+        warnings.simplefilter("ignore")
+        try:
+            from bandit.core import config as bandit_config
+            from bandit.core import manager as bandit_manager
+        except ImportError:
+            raise MissingExtraError("the code_quality reward", "code", "bandit") from None
+        logging.getLogger("bandit").setLevel(logging.ERROR)  # it logs every file it scans
+        return bandit_manager, bandit_config.BanditConfig()
 
 
 def security_findings(code: str, skip: tuple[str, ...] = DEFAULT_SECURITY_SKIP, min_severity: str = "LOW") -> list[dict[str, Any]]:
     """Bandit's findings for `code`: test id, severity, confidence, line and text."""
-    from bandit.core import manager as bandit_manager
-
-    config = _bandit_config()
+    bandit_manager, config = _bandit()
     floor = SEVERITIES[min_severity.upper()]
     with tempfile.TemporaryDirectory(prefix="rlkit-bandit-") as tmp:
         path = Path(tmp) / "solution.py"
         path.write_text(code)
-        with warnings.catch_warnings():  # stevedore, under bandit, warns about its own deprecated argument
+        with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             manager = bandit_manager.BanditManager(config, "file", ignore_nosec=True, quiet=True)
             manager.discover_files([str(path)])

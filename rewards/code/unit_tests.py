@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import site
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ from rlkit.rewards.code.sandbox import SandboxLimits, require_sandbox, run_pytho
 require_sandbox()  # fail when the reward is resolved, naming bubblewrap and the install script, not at every call
 
 RUNNER_SOURCE = (Path(__file__).parent / "runner.py").read_text()
+SITE_PACKAGES = [p for p in site.getsitepackages() if Path(p).is_dir()]  # importable by tested code (numpy, ...)
 STDERR_TAIL = 400  # characters of the program's stderr kept in the reward's info
 
 
@@ -47,6 +49,15 @@ class TestOutcome:
     @property
     def fraction(self) -> float:
         return sum(self.passed) / len(self.passed) if self.passed else 0.0
+
+
+class MissingTestsError(DataError, KeyError):
+    """The sample has no tests. A KeyError with `needs`, so `rlkit reward score` names what the row lacks."""
+
+    needs = "'test' and 'entry_point' (HumanEval) or 'tests' (a list of asserts or a test program)"
+
+    def __str__(self) -> str:
+        return DataError.__str__(self)  # not KeyError's quoted repr
 
 
 def _prompt_text(sample: dict[str, Any]) -> str:
@@ -71,10 +82,7 @@ def program_and_tests(completion: str, sample: dict[str, Any]) -> tuple[str, lis
         return prompt + separator + code, [test], None
     tests = sample.get("tests", sample.get("test_list"))
     if tests is None:
-        raise DataError(
-            f"sample {sample.get('id')}: the unit_tests reward needs either 'test' and 'entry_point' (HumanEval) "
-            f"or 'tests' (a list of asserts or a test program); the sample has {sorted(sample)}"
-        )
+        raise MissingTestsError(f"sample {sample.get('id')}: the unit_tests reward needs {MissingTestsError.needs}; the sample has {sorted(sample)}")
     if isinstance(tests, str):
         tests = [tests]
     if not isinstance(tests, (list, tuple)) or not tests or not all(isinstance(t, str) for t in tests):
@@ -101,8 +109,9 @@ def run_unit_tests(
     """Run the program and each test in one sandbox run; a test counts only with a verified verdict.
     `guard=False` turns off the runner's audit hook: only for tests that show what it stops."""
     nonce = secrets.token_hex(16)
-    job = json.dumps({"nonce": nonce, "program": program, "setup": setup, "tests": tests, "guard": guard}).encode()
-    result = run_python({"runner.py": RUNNER_SOURCE}, "runner.py", stdin=job, limits=limits)
+    job = {"nonce": nonce, "program": program, "setup": setup, "tests": tests, "guard": guard, "sys_path": SITE_PACKAGES}
+    # -S: no site processing (a third of the start-up time); the runner puts site-packages on sys.path itself
+    result = run_python({"runner.py": RUNNER_SOURCE}, "runner.py", stdin=json.dumps(job).encode(), limits=limits, python_flags=("-I", "-S"))
     stderr = result.stderr.decode(errors="replace")[-STDERR_TAIL:]
     failed = [False] * len(tests)
     if result.timed_out:
