@@ -18,8 +18,9 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from rlkit.errors import ConfigError
 from rlkit.rewards.base import RewardResult
+
+from rlkit.errors import ConfigError
 
 
 def overlong_penalty(length: int, max_len: int, cache_len: int) -> float:

@@ -125,7 +125,7 @@ def test_bad_specs_fail_before_scoring(spec: str, args: dict, message: str) -> N
 
 # ----------------------------------------------------------------------------- worker processes
 @pytest.fixture(scope="module")
-def worker_pool(bad: str):  # noqa: ANN201
+def worker_pool(bad: str):
     pool = RewardPool(specs(bad, "sleeps_forever", "exits", "raises", "pid") + [RewardSpec(name="math")], workers=2, timeout=1.5)
     yield pool
     pool.close()

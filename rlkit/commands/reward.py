@@ -12,8 +12,9 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import yaml
 
@@ -142,7 +143,7 @@ def main_score(args: argparse.Namespace) -> int:
     return 0
 
 
-def main_list(args: argparse.Namespace) -> int:  # noqa: ARG001
+def main_list(args: argparse.Namespace) -> int:
     from rlkit.scoring.registry import BUILTIN
 
     for name, target in sorted(BUILTIN.items()):

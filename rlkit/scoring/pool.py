@@ -23,10 +23,11 @@ import sys
 import time
 import weakref
 from collections import deque
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from multiprocessing.connection import wait
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 from rlkit.config import RewardSpec
 from rlkit.errors import ConfigError
@@ -256,7 +257,7 @@ class RewardPool:
             self._group.close()
             self._group = None
 
-    def __enter__(self) -> "RewardPool":
+    def __enter__(self) -> RewardPool:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -10,9 +10,10 @@ import math
 import numbers
 import os
 import signal
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
-from typing import Any, Callable
+from typing import Any
 
 from rlkit.rewards.base import RewardResult, RewardTimeout
 
