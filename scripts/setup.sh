@@ -18,4 +18,6 @@ if ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
   fi
 fi
 "$VENV/bin/python" -m pip install -q -e ".[${EXTRAS}]"
+# The code rewards' sandbox (bubblewrap, via apt). Never fails set-up: without it the sandbox tests fail naming this script.
+bash scripts/install_sandbox.sh || echo "setup: bubblewrap not installed; the code rewards need it (see scripts/install_sandbox.sh)" >&2
 echo "setup: $VENV ready ($("$VENV/bin/python" -c 'import torch, transformers; print("torch", torch.__version__, "transformers", transformers.__version__)'))"
