@@ -40,6 +40,7 @@ log = logging.getLogger("rlkit.rewards")
 __all__ = ["RewardBatch", "RewardPool", "RewardResult", "as_result"]
 
 START_TIMEOUT = 120.0  # seconds a new worker may take to import its rewards
+MAX_CHUNK = 32  # jobs sent to a worker in one message
 
 
 @dataclass
@@ -63,9 +64,9 @@ class _Job:
 class _Worker:
     process: Any  # multiprocessing Process
     conn: Any  # our end of its pipe
-    started: float  # when its start-up, or its current job, began
+    started: float  # when its start-up, or the job at the head of its queue, began
     ready: bool = False
-    job: _Job | None = None
+    queue: deque = field(default_factory=deque)  # jobs sent to it, answered in order; the head is running
 
 
 @contextmanager
@@ -88,7 +89,12 @@ def _main_not_reimported() -> Iterator[None]:
 
 
 class WorkerGroup:
-    """N reward worker processes, one job each at a time, with a per-job timeout and replacement."""
+    """N reward worker processes with a per-call timeout; a dead or stopped worker is replaced.
+
+    Jobs go out in chunks (one message, not one wake-up of each process per call) and results come
+    back one by one, so each call still has its own deadline: `timeout` after the previous result.
+    A call that times out or kills its worker scores 0; the rest of its chunk goes to the next worker.
+    """
 
     def __init__(self, targets: list[tuple[str, dict[str, Any]]], size: int, timeout: float):
         self.targets, self.timeout = targets, timeout
@@ -99,6 +105,7 @@ class WorkerGroup:
             modules = ["rlkit.scoring.worker"] + [t.split(":")[0] for t, _ in targets if not t.split(":")[0].endswith(".py")]
             self.context.set_forkserver_preload(modules)
         self.workers = [self._start() for _ in range(size)]
+        self.pending: deque[_Job] = deque()
 
     def _start(self) -> _Worker:
         ours, theirs = self.context.Pipe()
@@ -108,13 +115,18 @@ class WorkerGroup:
         theirs.close()
         return _Worker(process, ours, time.monotonic())
 
-    def _replace(self, worker: _Worker) -> None:
+    def _replace(self, worker: _Worker, results: dict[tuple[int, int], CallOutcome], status: str, why: str) -> None:
+        """Score the running job 0 (`status`: error or timeout), send the unstarted rest of the chunk
+        back to the queue, and put a fresh worker in this one's place."""
+        if worker.queue:
+            results[worker.queue.popleft().key] = CallOutcome(status, 0.0, {status: why})
+            self.pending.extendleft(reversed(worker.queue))
+            worker.queue.clear()
         if worker.process.is_alive():
             worker.process.kill()
         worker.process.join(timeout=5)
         worker.conn.close()
-        fresh = self._start()
-        self.workers[self.workers.index(worker)] = fresh
+        self.workers[self.workers.index(worker)] = self._start()
 
     def _died(self, worker: _Worker, results: dict[tuple[int, int], CallOutcome]) -> None:
         worker.process.join(timeout=5)
@@ -122,19 +134,15 @@ class WorkerGroup:
         if not worker.ready:
             self.close()
             raise ConfigError(f"a reward worker exited with code {code} while importing the rewards {[t for t, _ in self.targets]}")
-        if worker.job is not None:
-            why = f"reward worker died (exit code {code}) during the call"
-            results[worker.job.key] = CallOutcome("error", 0.0, {"error": why})
-            worker.job = None
-        self._replace(worker)
+        self._replace(worker, results, "error", f"reward worker died (exit code {code}) during the call")
 
     def _receive(self, worker: _Worker, results: dict[tuple[int, int], CallOutcome]) -> None:
         try:
             while worker.conn.poll():
                 message = worker.conn.recv()
-                if isinstance(message, CallOutcome) and worker.job is not None:
-                    results[worker.job.key] = message
-                    worker.job = None
+                if isinstance(message, CallOutcome) and worker.queue:
+                    results[worker.queue.popleft().key] = message
+                    worker.started = time.monotonic()  # the next job in its chunk starts now
                 elif isinstance(message, tuple) and message[0] == "ready":
                     worker.ready, worker.started = True, time.monotonic()
                 elif isinstance(message, tuple) and message[0] == "failed":
@@ -149,29 +157,33 @@ class WorkerGroup:
     def _enforce_deadlines(self, results: dict[tuple[int, int], CallOutcome]) -> None:
         now = time.monotonic()
         for worker in list(self.workers):
-            if worker.job is not None and now - worker.started >= self.timeout:
-                why = f"no result within {self.timeout:g} s; the worker was stopped"
-                results[worker.job.key] = CallOutcome("timeout", 0.0, {"timeout": why})
-                worker.job = None
-                self._replace(worker)
+            if worker.queue and now - worker.started >= self.timeout:
+                self._replace(worker, results, "timeout", f"no result within {self.timeout:g} s; the worker was stopped")
             elif not worker.ready and now - worker.started >= START_TIMEOUT:
                 self.close()
                 raise RuntimeError(f"a reward worker did not import its rewards within {START_TIMEOUT:g} s")
 
+    def _dispatch(self, results: dict[tuple[int, int], CallOutcome]) -> None:
+        for worker in list(self.workers):
+            if not (worker.ready and not worker.queue and self.pending):
+                continue
+            # Big chunks while there is much to do, smaller ones at the end so workers finish together.
+            size = max(1, min(MAX_CHUNK, len(self.pending) // (2 * len(self.workers))))
+            chunk = [self.pending.popleft() for _ in range(min(size, len(self.pending)))]
+            try:
+                worker.conn.send([(job.key[0], job.completion, job.sample) for job in chunk])
+            except (BrokenPipeError, OSError):  # it died while idle: its replacement takes the chunk
+                self.pending.extendleft(reversed(chunk))
+                self._died(worker, results)
+                continue
+            worker.queue.extend(chunk)
+            worker.started = time.monotonic()
+
     def run(self, jobs: list[_Job]) -> dict[tuple[int, int], CallOutcome]:
-        pending, results = deque(jobs), {}
-        while pending or any(w.job is not None for w in self.workers):
-            for worker in list(self.workers):
-                if worker.ready and worker.job is None and pending:
-                    job = pending.popleft()
-                    try:
-                        worker.conn.send((job.key[0], job.completion, job.sample))
-                    except (BrokenPipeError, OSError):  # it died while idle: retry the job on its replacement
-                        pending.appendleft(job)
-                        self._died(worker, results)
-                        continue
-                    worker.job, worker.started = job, time.monotonic()
-            waiting = [w for w in self.workers if w.job is not None or not w.ready]
+        self.pending, results = deque(jobs), {}
+        while self.pending or any(w.queue for w in self.workers):
+            self._dispatch(results)
+            waiting = [w for w in self.workers if w.queue or not w.ready]
             limits = [w.started + (self.timeout if w.ready else START_TIMEOUT) for w in waiting]
             handles = [h for w in waiting for h in (w.conn, w.process.sentinel)]
             ready = set(wait(handles, timeout=max(0.0, min(limits) - time.monotonic()))) if handles else set()

@@ -79,8 +79,9 @@ def _plain(info: dict[str, Any]) -> dict[str, Any]:
 
 
 def worker_main(conn: Connection, targets: list[tuple[str, dict[str, Any]]]) -> None:
-    """Resolve the rewards by name (a user's file or module is imported here), then answer calls
-    `(reward_index, completion, sample)` with a CallOutcome until sent None or the pipe closes."""
+    """Resolve the rewards by name (a user's file or module is imported here), then answer each chunk
+    of calls `[(reward_index, completion, sample), ...]` with one CallOutcome per call, in order, sent
+    as soon as it is ready; until sent None or the pipe closes."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the parent, which stops us cleanly
     from rlkit.scoring.registry import resolve_reward
 
@@ -97,9 +98,9 @@ def worker_main(conn: Connection, targets: list[tuple[str, dict[str, Any]]]) -> 
             return
         if task is None:
             return
-        index, completion, sample = task
-        outcome = call_reward(fns[index], completion, sample)
-        try:
-            conn.send(outcome)
-        except Exception:  # noqa: BLE001 - an info value that does not pickle
-            conn.send(CallOutcome(outcome.status, outcome.score, _plain(outcome.info)))
+        for index, completion, sample in task:
+            outcome = call_reward(fns[index], completion, sample)
+            try:
+                conn.send(outcome)
+            except Exception:  # noqa: BLE001 - an info value that does not pickle
+                conn.send(CallOutcome(outcome.status, outcome.score, _plain(outcome.info)))
