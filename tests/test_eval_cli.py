@@ -177,3 +177,16 @@ def test_periodic_benchmark_eval_is_logged(tmp_path: Path):
         assert 0 <= records[0][key] <= (1 if "accuracy" in key else 4)
     assert "eval/mini/accuracy" not in records[1]  # the last step is evaluated by the stage's final eval
     assert {"mini/accuracy", "tiny_arithmetic/accuracy"} <= set(summary["initial_eval"]) & set(summary["final_eval"])
+
+
+def test_default_response_limit_is_capped_by_the_model_context(tiny_model_dir: Path, tmp_path: Path, capsys):
+    from transformers import Qwen2Config
+
+    from rlkit.commands.eval import DEFAULT_MAX_NEW_TOKENS, _default_max_new_tokens
+
+    assert _default_max_new_tokens(str(tiny_model_dir)) == 512 == _default_max_new_tokens("tiny")
+    assert "defaults to 512, the model's context length" in capsys.readouterr().out
+    Qwen2Config(max_position_embeddings=8192).save_pretrained(tmp_path / "long")
+    assert _default_max_new_tokens(str(tmp_path / "long")) == DEFAULT_MAX_NEW_TOKENS == 3072
+    code, _, err = run_eval(capsys, "--model", str(tmp_path / "absent"), "--benchmarks", "tiny:arithmetic")
+    assert code == 2 and f"--model: directory not found: {tmp_path / 'absent'}" in err

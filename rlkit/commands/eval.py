@@ -17,6 +17,8 @@ from pathlib import Path
 
 from rlkit.eval.benchmarks import DATA_DIR_ENV, KNOWN, TINY
 
+DEFAULT_MAX_NEW_TOKENS = 3072
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -37,11 +39,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--n", type=int, help="samples per problem, for every benchmark (default: per benchmark, see above)")
     p.add_argument("--temperature", type=float, help="sampling temperature for every benchmark (default: per benchmark)")
     p.add_argument("--top-p", type=float, help="nucleus sampling threshold (default 1.0)")
-    p.add_argument("--max-new-tokens", type=int, default=3072, help="response length limit (default 3072, as the 1-shot RLVR evaluation)")
+    p.add_argument(
+        "--max-new-tokens", type=int,
+        help=f"response length limit (default {DEFAULT_MAX_NEW_TOKENS}, as the 1-shot RLVR evaluation, "
+        "or the model's context length when that is shorter)",
+    )
     p.add_argument("--template", default="auto",
                    help="prompt template: auto (qwen_boxed for files, tiny for tiny:arithmetic) or a name in rlkit/templates.py")
     p.add_argument("--output", "-o", type=Path, help="results directory (default runs/eval/<model>-<time>)")
     p.add_argument("--engine", choices=["hf", "vllm"], default="hf", help="rollout engine (vllm needs the gpu extra)")
+    p.add_argument("--static-cache", action="store_true", help="hf engine: static KV cache + CUDA-graph decode (GPU)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"], default="auto",
                    help="auto: bfloat16 on a GPU, float32 on CPU")
@@ -70,6 +77,8 @@ def main(args: argparse.Namespace) -> int:
     from rlkit.eval.report import write_benchmark, write_summary
 
     _check_args(args)
+    if args.model.startswith((".", "/", "~")) and not Path(args.model).expanduser().is_dir():
+        raise ConfigError(f"--model: directory not found: {args.model}")
     specs = split_specs(args.benchmarks)
     if not specs:
         raise ConfigError("--benchmarks is empty: name at least one, e.g. --benchmarks math500,aime24")
@@ -78,9 +87,10 @@ def main(args: argparse.Namespace) -> int:
     names = [b.name for b in benches]
     if len(set(names)) != len(names):
         raise ConfigError(f"--benchmarks names one benchmark twice: {', '.join(names)}")
+    max_new_tokens = args.max_new_tokens or _default_max_new_tokens(args.model)
     plans = []
     for bench in benches:  # everything a user can get wrong is checked before the model loads
-        sampling = sampling_for(bench, args.n, args.temperature, args.max_new_tokens, args.seed, args.top_p)
+        sampling = sampling_for(bench, args.n, args.temperature, max_new_tokens, args.seed, args.top_p)
         if sampling.n > 1 and sampling.greedy:
             raise ConfigError(
                 f"--n {sampling.n} with greedy decoding on {bench.name} draws {sampling.n} identical samples: "
@@ -112,10 +122,32 @@ def main(args: argparse.Namespace) -> int:
         )
         results.append(result)
     scorer.close()
-    extra = {"template": args.template, "engine": args.engine, "max_new_tokens": args.max_new_tokens, "seed": args.seed,
+    extra = {"template": args.template, "engine": args.engine, "max_new_tokens": max_new_tokens, "seed": args.seed,
              "data_dir": str(data_dir) if data_dir else None}
     print(write_summary(model_label, results, output, extra), flush=True)
     return 0
+
+
+def _default_max_new_tokens(model: str) -> int:
+    """3072, or the model's context length when shorter: tokens past it are outside what the model was
+    trained on, and vLLM refuses them."""
+    from rlkit.errors import ConfigError
+
+    if model == "tiny":
+        from rlkit.world.model import tiny_model_config
+
+        context = tiny_model_config().max_position_embeddings
+    else:
+        from transformers import AutoConfig
+
+        try:
+            context = getattr(AutoConfig.from_pretrained(model), "max_position_embeddings", None)
+        except (OSError, ValueError) as err:
+            raise ConfigError(f"--model: cannot read a model config from {model!r}: {err}") from None
+    if context and context < DEFAULT_MAX_NEW_TOKENS:
+        print(f"rlkit: --max-new-tokens defaults to {context}, the model's context length", flush=True)
+        return int(context)
+    return DEFAULT_MAX_NEW_TOKENS
 
 
 def _build_engine(args: argparse.Namespace):  # noqa: ANN202
@@ -130,14 +162,14 @@ def _build_engine(args: argparse.Namespace):  # noqa: ANN202
     device = resolve_device(args.device)
     dtype = args.dtype if args.dtype != "auto" else ("bfloat16" if device.type == "cuda" else "float32")
     path = args.model
-    if path != "tiny" and path.startswith((".", "/", "~")) and not Path(path).expanduser().is_dir():
-        raise ConfigError(f"--model: directory not found: {path}")
     model_config = ModelConfig(path=path, dtype=dtype)
     tokenizer = load_tokenizer(model_config)
     if tokenizer.chat_template is None:
         raise ConfigError(f"--model {path}: the tokenizer has no chat template; evaluation prompts are chat messages")
-    config = RunConfig(model=model_config, rollout={"engine": args.engine}, device=args.device, seed=args.seed,
-                       stages=[{"type": "rl"}])  # the engine seam reads a run config; the stage is not used
+    config = RunConfig(  # the engine seam reads a run config; its stage is not used
+        model=model_config, rollout={"engine": args.engine, "static_cache": args.static_cache}, device=args.device,
+        seed=args.seed, ray={"colocate": False}, stages=[{"type": "rl"}],
+    )
     model = None
     if args.engine == "hf":
         torch.manual_seed(args.seed)
