@@ -46,7 +46,8 @@ class SandboxUnavailableError(RlkitError):
 
 @dataclass(frozen=True)
 class SandboxLimits:
-    wall_s: float = 10.0  # wall clock for the whole run, start-up included
+    wall_s: float = 10.0  # wall clock for the program, from the moment bwrap has started it
+    setup_s: float = 30.0  # for bwrap to build the namespaces (seconds on a loaded machine, now and then)
     cpu_s: int = 10  # RLIMIT_CPU per process
     memory_bytes: int = 1 << 30  # RLIMIT_AS per process
     processes: int = 16  # RLIMIT_NPROC: processes and threads of the run
@@ -116,11 +117,14 @@ def _mount_args(python: str, files_dir: str, tmp_bytes: int) -> list[str]:
 
 
 def build_command(
-    python: str, entry: str, files_dir: str, limits: SandboxLimits, argv: list[str], python_flags: tuple[str, ...] = ("-I",)
+    python: str, entry: str, files_dir: str, limits: SandboxLimits, argv: list[str], python_flags: tuple[str, ...] = ("-I",),
+    status_fd: int | None = None,
 ) -> list[str]:
     """The bwrap command line for one run (exposed for tests and for debugging by hand)."""
     as_root = os.geteuid() == 0
     cmd = [find_tool("bwrap"), "--die-with-parent", "--new-session"]
+    if status_fd is not None:  # bwrap reports there when the program has been started
+        cmd += ["--json-status-fd", str(status_fd)]
     cmd += ["--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"]
     if not as_root:
         cmd += ["--unshare-user", "--disable-userns"]
@@ -193,32 +197,48 @@ def run_python(
             path = Path(files_dir) / name
             path.write_bytes(content.encode() if isinstance(content, str) else content)
             path.chmod(0o644)
-        cmd = build_command(python, entry, files_dir, limits, argv or [], python_flags)
-        return _run(cmd, stdin, limits)
+        status_read, status_write = os.pipe()
+        try:
+            cmd = build_command(python, entry, files_dir, limits, argv or [], python_flags, status_write)
+            return _run(cmd, stdin, limits, status_read, status_write)
+        finally:
+            for fd in (status_read, status_write):
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass  # closed already
 
 
-def _run(cmd: list[str], stdin: bytes, limits: SandboxLimits) -> SandboxResult:
+def _run(cmd: list[str], stdin: bytes, limits: SandboxLimits, status_read: int, status_write: int) -> SandboxResult:
     started = time.monotonic()
     try:
         proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                start_new_session=True, close_fds=True)
+                                start_new_session=True, close_fds=True, pass_fds=(status_write,))
     except OSError as err:
         raise SandboxUnavailableError(f"cannot start the sandbox ({cmd[0]}): {err}; {INSTALL_HINT}") from None
+    os.close(status_write)  # bwrap holds it now; EOF or data on status_read tells us it got going
     feeder = threading.Thread(target=_feed_stdin, args=(proc.stdin, stdin), daemon=True)
     feeder.start()
     out = {proc.stdout: bytearray(), proc.stderr: bytearray()}
     timed_out = exceeded = False
-    deadline = started + limits.wall_s
+    # the program's clock starts when bwrap reports it running: namespace set-up (network namespaces
+    # especially) now and then takes seconds on a loaded machine, and must not fail a correct program
+    deadline = started + limits.setup_s + limits.wall_s
     with selectors.DefaultSelector() as selector:
         for stream in out:
             os.set_blocking(stream.fileno(), False)
             selector.register(stream, selectors.EVENT_READ)
+        selector.register(status_read, selectors.EVENT_READ)
         while selector.get_map():
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 timed_out = True
                 break
             for key, _ in selector.select(timeout=min(remaining, 0.5)):
+                if key.fileobj == status_read:  # started (data) or bwrap gone (EOF): the wall clock runs
+                    selector.unregister(status_read)
+                    deadline = min(deadline, time.monotonic() + limits.wall_s)
+                    continue
                 chunk = os.read(key.fileobj.fileno(), 65536)
                 if not chunk:
                     selector.unregister(key.fileobj)
