@@ -113,6 +113,7 @@ def main_score(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     try:
         with RewardPool([spec], workers=args.workers, timeout=args.timeout) as pool:
+            startup, started = time.perf_counter() - started, time.perf_counter()  # importing the reward, starting workers
             label = pool.names[0]
             for chunk in _chunks(rows, CHUNK):
                 samples = [{"id": f"line-{n}", **{k: v for k, v in row.items() if k != "completion"}} for n, row in chunk]
@@ -135,7 +136,7 @@ def main_score(args: argparse.Namespace) -> int:
         raise DataError(f"{args.input}: no rows to score")
     print(
         f"scored {count} rows with '{args.spec}': mean reward {total / count:.4f}, errors {errors}, timeouts {timeouts}, "
-        f"{elapsed:.2f} s ({count / max(elapsed, 1e-9):.0f} rows/s)"
+        f"{elapsed:.2f} s ({count / max(elapsed, 1e-9):.0f} rows/s) after {startup:.2f} s loading the reward"
     )
     if args.output:
         print(f"rows with 'reward' and 'info' written to {args.output}")
