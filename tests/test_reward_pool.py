@@ -180,3 +180,17 @@ def test_a_script_without_a_main_guard_can_use_workers(bad: str, tmp_path: Path)
     out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines() == ["script body ran", "total [2.0]"]  # the body ran once, not again in the worker
+
+
+def test_odd_samples_and_texts_in_workers(bad: str) -> None:
+    """A sample that cannot be pickled is that sample's error, not the batch's; lone surrogates and
+    200,000-character completions travel to workers and back."""
+    import threading
+
+    with RewardPool(specs(bad, "halves") + [RewardSpec(name="math")], workers=1, timeout=10) as pool:
+        odd = {"id": "lock", "answer": "4", "handle": threading.Lock()}
+        batch = pool.score(["\ud800 \\boxed{4}", "x" * 200_000 + "\\boxed{4}", "\\boxed{4}"], [*samples(2), odd])
+    assert batch.per_reward["math"] == [1.0, 1.0, 0.0]
+    assert batch.per_reward["halves"] == [0.5 * 11, 0.5 * 200_009, 0.0]
+    assert batch.errors == 2 and batch.error_samples == ["lock", "lock"]
+    assert "cannot be sent to a reward worker" in batch.infos[2]["math"]["error"]

@@ -27,6 +27,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from multiprocessing.connection import wait
+from multiprocessing.reduction import ForkingPickler
 from typing import Any
 
 from rlkit.config import RewardSpec
@@ -86,6 +87,19 @@ def _main_not_reimported() -> Iterator[None]:
         main.__spec__ = spec
         if file is not None:
             main.__file__ = file
+
+
+def _drop_unsendable(jobs: list[_Job], results: dict[tuple[int, int], CallOutcome]) -> list[_Job]:
+    """Score 0 (as errors) the jobs whose sample cannot be pickled to a worker; return the others."""
+    sendable = []
+    for job in jobs:
+        try:
+            ForkingPickler.dumps((job.key[0], job.completion, job.sample))
+        except Exception as err:  # noqa: BLE001
+            results[job.key] = CallOutcome("error", 0.0, {"error": f"sample cannot be sent to a reward worker: {type(err).__name__}: {err}"})
+        else:
+            sendable.append(job)
+    return sendable
 
 
 class WorkerGroup:
@@ -175,6 +189,9 @@ class WorkerGroup:
             except (BrokenPipeError, OSError):  # it died while idle: its replacement takes the chunk
                 self.pending.extendleft(reversed(chunk))
                 self._died(worker, results)
+                continue
+            except Exception:  # noqa: BLE001 - a sample that does not pickle (nothing was written yet)
+                self.pending.extendleft(reversed(_drop_unsendable(chunk, results)))
                 continue
             worker.queue.extend(chunk)
             worker.started = time.monotonic()
