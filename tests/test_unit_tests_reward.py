@@ -260,3 +260,25 @@ def test_without_the_guard_the_same_attacks_would_forge_a_pass(steal):
     limits = SandboxLimits(wall_s=5.0)
     assert run_unit_tests(code, tests, limits=limits, guard=False).passed == [True, True]
     assert run_unit_tests(code, tests, limits=limits, guard=True).passed == [False, False]
+
+
+@pytest.mark.slow
+def test_humaneval_through_rlkit_reward_score(tmp_path):
+    """The done-when numbers: 164/164 canonical solutions pass, at most 2 of 164 `return None` bodies do,
+    and the 164 score in 60 s or less on the 2-core CI machine (with two reward workers)."""
+    import subprocess
+    import sys
+
+    rows = [json.loads(line) for line in gzip.open(HUMANEVAL, "rt")]
+    for name, completion in (("canonical", None), ("none", "    return None\n")):
+        source, scored = tmp_path / f"{name}.jsonl", tmp_path / f"{name}_scored.jsonl"
+        source.write_text("".join(json.dumps({**r, "completion": completion or r["canonical_solution"]}) + "\n" for r in rows))
+        started = time.monotonic()
+        subprocess.run([sys.executable, "-m", "rlkit.cli", "reward", "score", "unit_tests", "--input", str(source),
+                        "--output", str(scored), "--workers", "2"], check=True, capture_output=True, timeout=300)
+        elapsed = time.monotonic() - started
+        passed = sum(json.loads(line)["reward"] == 1.0 for line in scored.read_text().splitlines())
+        if name == "canonical":
+            assert passed == 164 and elapsed <= 60, (passed, elapsed)
+        else:
+            assert passed <= 2
