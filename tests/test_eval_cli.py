@@ -190,3 +190,20 @@ def test_default_response_limit_is_capped_by_the_model_context(tiny_model_dir: P
     assert _default_max_new_tokens(str(tmp_path / "long")) == DEFAULT_MAX_NEW_TOKENS == 3072
     code, _, err = run_eval(capsys, "--model", str(tmp_path / "absent"), "--benchmarks", "tiny:arithmetic")
     assert code == 2 and f"--model: directory not found: {tmp_path / 'absent'}" in err
+
+
+@pytest.mark.vllm
+def test_vllm_engine_gives_the_hf_engine_greedy_responses(tiny_model_dir: Path, tmp_path: Path, capsys):
+    """`--engine vllm` (the CPU build, in .venv-vllm: bash scripts/ci_step_eval_vllm.sh) decodes greedily
+    what transformers does, and the results files are the same apart from timing."""
+    data = write_jsonl(tmp_path / "mini.jsonl", [{"problem": "1+1", "answer": "2"}, {"problem": "12+7", "answer": "19"}])
+    outputs = {}
+    for engine in ("hf", "vllm"):
+        code, _, _ = run_eval(
+            capsys, "--model", str(tiny_model_dir), "--engine", engine, "--benchmarks", str(data),
+            "--template", "tiny", "--max-new-tokens", "8", "--output", str(tmp_path / engine),
+        )
+        assert code == 0
+        outputs[engine] = [json.loads(x) for x in (tmp_path / engine / "mini" / "samples.jsonl").read_text().splitlines()]
+    texts = {engine: [r["text"] for p in problems for r in p["responses"]] for engine, problems in outputs.items()}
+    assert texts["vllm"] == texts["hf"] and all(texts["hf"])

@@ -194,3 +194,14 @@ def test_odd_samples_and_texts_in_workers(bad: str) -> None:
     assert batch.per_reward["halves"] == [0.5 * 11, 0.5 * 200_009, 0.0]
     assert batch.errors == 2 and batch.error_samples == ["lock", "lock"]
     assert "cannot be sent to a reward worker" in batch.infos[2]["math"]["error"]
+
+
+def test_samples_are_checked_for_what_the_rewards_read(bad: str) -> None:
+    """Before an RL stage: a data row without a gold answer is a DataError naming the file and row."""
+    from rlkit.errors import DataError
+    from rlkit.scoring.registry import check_samples
+
+    rewards = [RewardSpec(name=f"{bad}:halves"), RewardSpec(name="math", weight=0.5, args={"timeout": 2})]
+    check_samples(rewards, [{"id": "1", "answer": "3"}, {"id": "2", "final_answer": ["$4$"]}], "data/ok.jsonl")
+    with pytest.raises(DataError, match=r"data/x\.jsonl row 2: reward 'math' needs a gold answer.*its fields: id, question\)"):
+        check_samples(rewards, [{"id": "1", "answer": "3"}, {"id": "2", "question": "q", "prompt": []}], "data/x.jsonl")

@@ -13,6 +13,7 @@ below), three orders of magnitude above the tolerance.
 from __future__ import annotations
 
 import copy
+import os
 import socket
 import threading
 import time
@@ -56,19 +57,22 @@ def prompts(tokenizer) -> list[list[int]]:
 
 
 @pytest.fixture(scope="module")
-def engine(base_policy, tokenizer, tmp_path_factory):
-    from rlkit.rollout.vllm_engine import VLLMEngine, save_policy
+def engine(base_policy, tokenizer):
+    """Started the way a run starts it: build_engine writes the policy to a temporary directory for vLLM."""
+    from rlkit.config import RunConfig
+    from rlkit.rollout import build_engine
 
-    model_dir = tmp_path_factory.mktemp("vllm_policy")
-    save_policy(base_policy, tokenizer, model_dir)
+    config = RunConfig.model_validate({"rollout": {"engine": "vllm"}, "stages": [{"type": "rl"}]})
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         started = time.perf_counter()
-        eng = VLLMEngine(model_dir, tokenizer, dtype="float32", seed=0, sleep_mode=True)
+        eng = build_engine(config, base_policy, tokenizer)
         eng.start_seconds = time.perf_counter() - started
     eng.start_warnings = [str(w.message) for w in caught]
+    model_dir = eng._owned_dir.name
     yield eng
     eng.close()
+    assert not os.path.exists(model_dir)  # the temporary policy directory is removed
 
 
 def learner_logprobs(model: torch.nn.Module, prompt: list[int], response: list[int]) -> torch.Tensor:
