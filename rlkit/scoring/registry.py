@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from rlkit.errors import ConfigError
+from rlkit.errors import ConfigError, DataError
 
 RewardFn = Callable[[str, dict], Any]
 
@@ -126,3 +126,22 @@ def resolve_reward(spec: str, args: dict[str, Any] | None = None) -> RewardFn:
         raise ConfigError(f"reward '{spec}': {where} has no function '{fn_name}'")
     _check_args(fn, spec, args or {})
     return functools.partial(fn, **args) if args else fn
+
+
+def check_samples(specs: Sequence[Any], samples: Sequence[dict[str, Any]], source: str) -> None:
+    """Before a run: every sample has what each reward reads. A reward declares that with a
+    `check_sample(sample)` attribute that raises KeyError (the math reward checks for a gold answer);
+    the first sample without it is a DataError naming the source, the row and the reward."""
+    for spec in specs:
+        fn = resolve_reward(spec.name, spec.args)
+        hook = getattr(getattr(fn, "func", fn), "check_sample", None)
+        if not callable(hook):
+            continue
+        for index, sample in enumerate(samples, 1):
+            try:
+                hook(sample)
+            except KeyError as err:
+                needs = getattr(err, "needs", None) or f"field {err}"
+                fields = ", ".join(sorted(k for k in sample if k != "prompt")) or "none"
+                raise DataError(f"{source} row {index}: reward '{spec.name}' needs {needs}, which the row does not have (its fields: {fields})") from None
+

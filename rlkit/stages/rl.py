@@ -31,6 +31,7 @@ from rlkit.learner.reference import ReferencePolicy
 from rlkit.models import encode_prompt
 from rlkit.rollout.base import Completion, RolloutEngine, SamplingParams
 from rlkit.scoring.pool import RewardPool
+from rlkit.scoring.registry import check_samples
 from rlkit.stages.context import StageContext, run_steps
 
 
@@ -265,6 +266,7 @@ def run_rl(ctx: StageContext, stage: RLStage) -> None:
     alg = stage.algorithm
     check_algorithm(alg, ctx.config.rollout, str(stage.name))
     samples = load_samples(stage.data, ctx.config.seed)
+    check_samples(ctx.config.rewards, samples, stage.data.source)  # e.g. a row without a gold answer, before any step
     stream = PromptStream(samples, ctx.config.seed, stage.data.shuffle)
     critic = None
     if alg.advantage == "gae":  # the value model starts from the policy's own transformer
