@@ -40,7 +40,7 @@ class DataConfig(Section):
     limit: int | None = Field(None, ge=1, description="use only the first N rows.")
     repeat: int = Field(1, ge=1, description="replicate the rows N times (1-shot RLVR replicates one example).")
     shuffle: bool = True
-    template: str = Field("auto", description="prompt template: auto, tiny, qwen_boxed, r1_think, plain.")
+    template: str = Field("auto", description="prompt template: auto, tiny, plain, qwen_boxed, qwen25_math_cot, deepscaler, r1_think (rlkit/templates.py).")
     size: int = Field(4000, ge=1, description="number of tiny-world problems generated for this split.")
 
 
