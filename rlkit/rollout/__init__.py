@@ -18,5 +18,5 @@ def build_engine(config, model, tokenizer) -> RolloutEngine:  # noqa: ANN001 - c
     if config.rollout.engine == "vllm":
         from rlkit.rollout.vllm_engine import VLLMEngine
 
-        return VLLMEngine.from_config(config, tokenizer)
+        return VLLMEngine.from_config(config, tokenizer, model=model)  # vLLM starts from the current policy
     raise ValueError(config.rollout.engine)
