@@ -6,11 +6,11 @@ import time
 from pathlib import Path
 
 import pytest
-from rlkit.rewards.base import RewardTimeout
-from rlkit.rewards.math import MissingGoldAnswer, answer_part, gold_answer, gold_answers, last_boxed, math_reward
 
 from rlkit.cli import main as rlkit_main
 from rlkit.errors import DataError
+from rlkit.rewards.base import RewardTimeout
+from rlkit.rewards.math import MissingGoldAnswer, answer_part, gold_answer, gold_answers, last_boxed, math_reward
 
 
 def score(completion: str, gold: str) -> float:
