@@ -86,6 +86,7 @@ class LearnerConfig(Section):
     zero_stage: Literal[2, 3] = 2
     lora: LoraConfig | None = None
     logprob_chunk_size: int = Field(0, ge=0, description="tokens per chunk of the fused LM-head logprobs/entropy (no fp32 logits kept for backward); 0 = plain, whole micro-batch.")
+    compile: bool = Field(False, description="torch.compile the transformer body for the learner's forward/backward (CUDA only).")
 
 
 class RayConfig(Section):
@@ -123,6 +124,9 @@ class AlgorithmConfig(Section):
     kl_coef: float = Field(0.0, ge=0)
     kl_estimator: Literal["k1", "k2", "k3"] = "k3"
     kl_in_reward: bool = Field(False, description="apply KL as a reward penalty instead of a loss term.")
+    kl_ratio_correction: bool = Field(
+        False, description="loss-term KL times the importance ratio: the unbiased reverse-KL gradient (DeepSeek-V3.2; TRL's use_bias_correction_kl)."
+    )
     entropy_coef: float = Field(0.0, description="signed: positive pushes entropy up (loss -= coef * entropy).")
     entropy_only: bool = Field(False, description="ignore the outcome reward; only the entropy term drives the update.")
     epochs: int = Field(1, ge=1, description="PPO epochs over each rollout batch.")

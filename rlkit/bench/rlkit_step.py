@@ -18,7 +18,7 @@ from rlkit.stages.rl import RLParts, rl_step
 PHASES = ("generate", "logprobs", "train", "sync")
 
 
-def bench_config(w: Workload, fast_engine: bool, chunk_size: int) -> RunConfig:
+def bench_config(w: Workload, fast_engine: bool, chunk_size: int, compile_learner: bool = True) -> RunConfig:
     """The run config a user would write for this workload (GRPO, beta 0, one update per batch)."""
     return RunConfig.model_validate(
         {
@@ -26,7 +26,7 @@ def bench_config(w: Workload, fast_engine: bool, chunk_size: int) -> RunConfig:
             "rollout": {"n": w.samples, "max_new_tokens": w.completion_tokens, "temperature": 1.0,
                         "static_cache": fast_engine},
             "rewards": [{"name": "rlkit.bench.workload:even_token_reward"}],
-            "learner": {"micro_batch_size": w.micro_batch_size, "logprob_chunk_size": chunk_size},
+            "learner": {"micro_batch_size": w.micro_batch_size, "logprob_chunk_size": chunk_size, "compile": compile_learner},
             "stages": [{"type": "rl", "batch_size": w.prompts, "lr": w.lr, "algorithm": {"kl_coef": 0.0}}],
         }
     )
@@ -38,9 +38,10 @@ def sync(device: torch.device) -> None:
 
 
 def run_rlkit(w: Workload, device: torch.device, steps: int, warmup: int, fast_engine: bool = True,
-              chunk_size: int = 4096, label: str = "rlkit", compile_decode: bool | None = None) -> dict[str, Any]:
+              chunk_size: int = 4096, label: str = "rlkit", compile_decode: bool | None = None,
+              compile_learner: bool = True) -> dict[str, Any]:
     """`warmup` untimed steps (compilation, graph capture), then `steps` timed ones."""
-    config = bench_config(w, fast_engine, chunk_size)
+    config = bench_config(w, fast_engine, chunk_size, compile_learner)
     model = build_policy(w, device)
     tokenizer = build_tokenizer(w)
     stage = config.stages[0]

@@ -19,6 +19,7 @@ VARIANTS = {
     "rlkit-hf": dict(fast_engine=False),  # transformers generate instead of the fast engine
     "rlkit-eager": dict(fast_engine=True, compile_decode=False),  # CUDA graph of eager kernels, no torch.compile
     "rlkit-plain": dict(fast_engine=True, chunk_size=0),  # whole-batch fp32 logits in the learner
+    "rlkit-nolc": dict(fast_engine=True, compile_learner=False),  # learner body not compiled
 }
 FRAMEWORKS = (*VARIANTS, "trl")
 
@@ -30,7 +31,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--frameworks", default="rlkit,trl",
                    help="comma-separated: rlkit (fast HF engine), trl (GRPOTrainer), and rlkit variants that undo one "
-                        "change each: rlkit-hf (transformers generate), rlkit-eager (no torch.compile), rlkit-plain (fp32 logits)")
+                        "change each: rlkit-hf (transformers generate), rlkit-eager (decode not compiled), rlkit-plain (fp32 "
+                        "logits), rlkit-nolc (learner not compiled)")
     p.add_argument("--tiny", action="store_true", help="start from the tiny CPU shape instead of the reference")
     for f in fields(REFERENCE):
         p.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=None,

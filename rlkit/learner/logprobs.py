@@ -9,6 +9,7 @@ logits there. On CUDA the per-chunk elementwise work is fused by torch.compile i
 
 from __future__ import annotations
 
+import weakref
 from typing import Callable
 
 import torch
@@ -111,6 +112,16 @@ def fused_head_logprobs(hidden: torch.Tensor, head: torch.nn.Linear, targets: to
     return logprobs.view(shape), entropy.view(shape)
 
 
+_COMPILED_BODIES: "weakref.WeakKeyDictionary[torch.nn.Module, Callable]" = weakref.WeakKeyDictionary()
+
+
+def compiled_body(body: torch.nn.Module) -> Callable:
+    """torch.compile of a transformer body, kept outside the module tree (state dicts stay unchanged)."""
+    if body not in _COMPILED_BODIES:
+        _COMPILED_BODIES[body] = torch.compile(body)
+    return _COMPILED_BODIES[body]
+
+
 def sequence_logprobs(
     model: torch.nn.Module,
     input_ids: torch.Tensor,
@@ -118,6 +129,7 @@ def sequence_logprobs(
     with_entropy: bool = False,
     chunk_size: int = 0,
     position_ids: torch.Tensor | None = None,
+    compile_body: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Returns [B, L] tensors where column t scores token t given tokens < t (column 0 is 0).
 
@@ -125,10 +137,13 @@ def sequence_logprobs(
     positions) at a time through `FusedHeadLogprobs`, so no fp32 logits of the batch are kept.
     `position_ids` that restart at 0 mark packed sequences (SFT packing); the attention mask is then
     left out so transformers builds a block-diagonal mask and packed sequences never see each other.
+    `compile_body` runs the transformer body through torch.compile on CUDA (fused norms, rotary and
+    activations in forward and backward; compiled once per model, recompiled for new shapes).
     """
     if position_ids is not None:
         attention_mask = None
-    hidden = model.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids).last_hidden_state[:, :-1]
+    body = compiled_body(model.model) if compile_body and input_ids.is_cuda else model.model
+    hidden = body(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids).last_hidden_state[:, :-1]
     targets = input_ids[:, 1:]
     head = model.get_output_embeddings()
     zeros = hidden.new_zeros((input_ids.shape[0], 1), dtype=torch.float)

@@ -56,6 +56,7 @@ class TorchLearner:
         return sequence_logprobs(
             self.model, micro.input_ids, micro.attention_mask, with_entropy, self.config.logprob_chunk_size,
             position_ids=micro.extras.get("position_ids"),  # packed sequences (SFT packing)
+            compile_body=self.config.compile,
         )
 
     @torch.no_grad()

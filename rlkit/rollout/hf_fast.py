@@ -9,6 +9,8 @@ modules, so weights are shared with the learner and a weight sync costs nothing)
 - the whole decode step (forward, sampling, log-probability of the chosen token, stop check)
   captured once in a CUDA graph and replayed per token; on GPU the forward is first fused by
   torch.compile (optional; falls back to eager kernels if compilation fails);
+- q|k|v and gate|up projections concatenated into one GEMM each (refreshed from the parameters
+  before every generate);
 - sampling by the exponential-race (Gumbel-max) trick: argmax(log p - log E), E ~ Exp(1),
   which draws exactly from softmax(logits / T) without a cumulative sum or a multinomial;
 - the sampled token's log-probability under the warped distribution, as the HF engine records.
@@ -24,6 +26,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterable
 
 import torch
+import torch.nn.functional as F
 
 from rlkit.errors import ConfigError
 from rlkit.rollout.base import Completion, SamplingParams
@@ -66,6 +69,15 @@ def sample_tokens(
 
 
 @dataclass
+class _FusedLayer:
+    qkv_sizes: list[int]
+    qkv_weight: torch.Tensor | None = None
+    qkv_bias: torch.Tensor | None = None
+    gate_up_weight: torch.Tensor | None = None
+    gate_up_bias: torch.Tensor | None = None
+
+
+@dataclass
 class _DecodeState:
     """Static buffers one captured decode graph reads and writes in place."""
 
@@ -105,6 +117,7 @@ class FastHFEngine:
         self.stop_ids = {tokenizer.eos_token_id}
         self.cuda_graph, self.compile = cuda_graph, compile
         self._states: dict[tuple, _DecodeState] = {}
+        self._fused: dict[int, _FusedLayer] = {}
         self._compiled: Callable | None = None
         self.compile_failed = False
 
@@ -119,9 +132,9 @@ class FastHFEngine:
         attn = layer.self_attn
         batch, length, _ = hidden.shape
         head_dim = attn.head_dim
-        q = attn.q_proj(hidden).view(batch, length, -1, head_dim)
-        k = attn.k_proj(hidden).view(batch, length, -1, head_dim)
-        v = attn.v_proj(hidden).view(batch, length, -1, head_dim)
+        fused = self._fused[id(layer)]
+        q, k, v = F.linear(hidden, fused.qkv_weight, fused.qkv_bias).split(fused.qkv_sizes, dim=-1)
+        q, k, v = (t.view(batch, length, -1, head_dim) for t in (q, k, v))
         if hasattr(attn, "q_norm"):  # Qwen3
             q, k = attn.q_norm(q), attn.k_norm(k)
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # [B, heads, T, D]
@@ -140,6 +153,39 @@ class FastHFEngine:
         out = torch.matmul(weights, values).view(batch, kv_heads * groups, length, head_dim)
         return attn.o_proj(out.transpose(1, 2).reshape(batch, length, -1))
 
+    def _mlp(self, layer: torch.nn.Module, hidden: torch.Tensor) -> torch.Tensor:
+        mlp, fused = layer.mlp, self._fused[id(layer)]
+        gate, up = F.linear(hidden, fused.gate_up_weight, fused.gate_up_bias).chunk(2, dim=-1)
+        return mlp.down_proj(mlp.act_fn(gate) * up)
+
+    @torch.no_grad()
+    def refresh_fused_weights(self) -> None:
+        """(Re)build the concatenated q|k|v and gate|up weights from the model's current parameters.
+
+        One GEMM instead of three (and two) per layer and token; copied in place so captured graphs
+        stay valid. Runs before every generate, so training between calls is always seen (~0.5 ms)."""
+        for layer in self.model.model.layers:
+            attn, mlp = layer.self_attn, layer.mlp
+            parts = {
+                "qkv_weight": [attn.q_proj.weight, attn.k_proj.weight, attn.v_proj.weight],
+                "qkv_bias": [attn.q_proj.bias, attn.k_proj.bias, attn.v_proj.bias],
+                "gate_up_weight": [mlp.gate_proj.weight, mlp.up_proj.weight],
+                "gate_up_bias": [mlp.gate_proj.bias, mlp.up_proj.bias],
+            }
+            fused = self._fused.get(id(layer))
+            if fused is None:
+                fused = self._fused[id(layer)] = _FusedLayer(
+                    qkv_sizes=[attn.q_proj.out_features, attn.k_proj.out_features, attn.v_proj.out_features]
+                )
+            for name, tensors in parts.items():
+                if any(t is None for t in tensors):
+                    continue  # no bias
+                target = getattr(fused, name)
+                if target is None:
+                    setattr(fused, name, torch.cat(tensors).detach())
+                else:
+                    torch.cat(tensors, out=target)
+
     def _forward(self, tokens: torch.Tensor, positions: torch.Tensor, keys: list[torch.Tensor],
                  values: list[torch.Tensor], mask: torch.Tensor, write: Callable) -> torch.Tensor:
         """Logits [B, V] of the last position. tokens/positions [B, T]; mask [B, T, Lmax] bool."""
@@ -148,24 +194,30 @@ class FastHFEngine:
         cos, sin = body.rotary_emb(hidden, positions)
         for layer, layer_keys, layer_values in zip(body.layers, keys, values):
             hidden = hidden + self._attend(layer, layer.input_layernorm(hidden), cos, sin, layer_keys, layer_values, mask, write)
-            hidden = hidden + layer.mlp(layer.post_attention_layernorm(hidden))
+            hidden = hidden + self._mlp(layer, layer.post_attention_layernorm(hidden))
         return self.model.lm_head(body.norm(hidden[:, -1]))
 
-    def _decode_forward(self, token: torch.Tensor, position: torch.Tensor, slot: torch.Tensor, valid: torch.Tensor,
-                        keys: list[torch.Tensor], values: list[torch.Tensor]) -> torch.Tensor:
-        """One token per row at cache slot `slot` (plain tensors in and out, so torch.compile sees a simple graph)."""
+    def _decode_and_sample(self, token: torch.Tensor, position: torch.Tensor, slot: torch.Tensor, valid: torch.Tensor,
+                           keys: list[torch.Tensor], values: list[torch.Tensor], noise: torch.Tensor | None,
+                           temperature: float, top_p: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """One token per row at cache slot `slot`, then the next token and its logprob. Plain tensors in and
+        out and no random draws inside (the noise comes in), so torch.compile fuses it into one graph."""
 
         def write(cache: torch.Tensor, new: torch.Tensor) -> None:
             cache.index_copy_(2, slot, new)
 
-        return self._forward(token[:, None], position[:, None], keys, values, valid[:, None], write)
+        logits = self._forward(token[:, None], position[:, None], keys, values, valid[:, None], write)
+        return sample_tokens(logits, noise, temperature, top_p)
 
     # ------------------------------------------------------------------ one decode step (captured on GPU)
     def _decode_step(self, state: _DecodeState, sampling: SamplingParams, stop: torch.Tensor | None, pad: int) -> None:
         state.valid.index_fill_(1, state.slot, True)
-        forward = self._compiled or self._decode_forward
-        logits = forward(state.token, state.position, state.slot, state.valid, state.keys, state.values)
-        self._emit(state, logits, sampling, stop, pad)
+        forward = self._compiled or self._decode_and_sample
+        if state.noise is not None:
+            state.noise.exponential_()
+        sampled = forward(state.token, state.position, state.slot, state.valid, state.keys, state.values,
+                          state.noise, sampling.temperature, sampling.top_p)
+        self._record(state, *sampled, stop, pad)
         state.slot += 1
         state.position += 1
 
@@ -175,6 +227,9 @@ class FastHFEngine:
         if state.noise is not None:
             state.noise.exponential_()
         token, logprob = sample_tokens(logits, state.noise, sampling.temperature, sampling.top_p)
+        self._record(state, token, logprob, stop, pad)
+
+    def _record(self, state: _DecodeState, token: torch.Tensor, logprob: torch.Tensor, stop: torch.Tensor | None, pad: int) -> None:
         token = torch.where(state.done, torch.full_like(token, pad), token)
         logprob = torch.where(state.done, torch.zeros_like(logprob), logprob)
         state.out_tokens.index_copy_(1, state.step, token[:, None])
@@ -244,7 +299,7 @@ class FastHFEngine:
     def _maybe_compile(self, device: torch.device) -> None:
         wanted = self.compile if self.compile is not None else device.type == "cuda"
         if wanted and self._compiled is None and not self.compile_failed:
-            self._compiled = torch.compile(self._decode_forward, dynamic=False, fullgraph=False)
+            self._compiled = torch.compile(self._decode_and_sample, dynamic=False, fullgraph=False)
 
     def _run_decode(self, state: _DecodeState, sampling: SamplingParams, stop: torch.Tensor | None, pad: int, steps: int) -> None:
         device = state.token.device
@@ -321,6 +376,7 @@ class FastHFEngine:
         self.model.eval()
         if sampling.seed is not None:
             torch.manual_seed(sampling.seed)
+        self.refresh_fused_weights()
         try:
             self._prefill(state, input_ids, attention, sampling, stop, pad)
             self._run_decode(state, sampling, stop, pad, sampling.max_new_tokens - 1)
@@ -330,7 +386,7 @@ class FastHFEngine:
         tokens = state.out_tokens[:, :produced].cpu()
         logprobs = state.out_logprobs[:, :produced].cpu()
 
-        completions = []
+        responses, finishes = [], []
         for row in range(rows):
             response = tokens[row].tolist()
             finish = "length"
@@ -338,16 +394,20 @@ class FastHFEngine:
                 if tok in self.stop_ids:
                     response, finish = response[: t + 1], "stop"
                     break
-            completions.append(
-                Completion(
-                    prompt_index=index_offset + row // sampling.n,
-                    prompt_ids=list(prompts[row // sampling.n]),
-                    response_ids=response,
-                    logprobs=logprobs[row, : len(response)].tolist(),
-                    text=self.tokenizer.decode(response, skip_special_tokens=True),
-                    finish_reason=finish,
-                )
+            responses.append(response)
+            finishes.append(finish)
+        texts = self.tokenizer.batch_decode(responses, skip_special_tokens=True)  # one call: fast tokenizers batch it
+        completions = [
+            Completion(
+                prompt_index=index_offset + row // sampling.n,
+                prompt_ids=list(prompts[row // sampling.n]),
+                response_ids=responses[row],
+                logprobs=logprobs[row, : len(responses[row])].tolist(),
+                text=texts[row],
+                finish_reason=finishes[row],
             )
+            for row in range(rows)
+        ]
         return completions
 
     # ------------------------------------------------------------------ weights
