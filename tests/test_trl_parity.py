@@ -8,6 +8,7 @@ same tokens. Each setting that both support must agree to 1e-5.
 from __future__ import annotations
 
 import copy
+import math
 import warnings
 
 import pytest
@@ -78,26 +79,18 @@ def grpo_trainer(tmp_path_factory):
     return trainer
 
 
-# (TRL loss_type, rlkit loss_agg)
-AGGREGATIONS = [
-    ("grpo", "seq_mean_token_mean"),
-    ("bnpo", "token_mean"),
-    ("dapo", "token_mean"),
-    ("dr_grpo", "seq_mean_token_sum_norm"),
+# TRL loss_type, rlkit loss_agg, KL coef, KL ratio correction, entropy coef, clip low, clip high
+SETTINGS = [
+    ("grpo", "seq_mean_token_mean", 0.0, False, 0.0, 0.2, 0.2),
+    ("grpo", "seq_mean_token_mean", 0.04, True, 0.01, 0.2, 0.28),
+    ("bnpo", "token_mean", 0.04, False, 0.0, 0.2, 0.28),
+    ("dapo", "token_mean", 0.1, True, -0.02, 0.1, 0.3),
+    ("dr_grpo", "seq_mean_token_sum_norm", 0.04, False, 0.01, 0.2, 0.2),
+    ("dr_grpo", "seq_mean_token_sum_norm", 0.0, False, 0.0, 0.2, 0.28),
 ]
 
 
-@pytest.mark.parametrize("trl_loss, loss_agg", AGGREGATIONS)
-@pytest.mark.parametrize(
-    "beta, ratio_correction, entropy_coef, clip_low, clip_high",
-    [
-        (0.0, False, 0.0, 0.2, 0.2),
-        (0.04, False, 0.0, 0.2, 0.28),
-        (0.04, True, 0.0, 0.2, 0.2),
-        (0.0, False, 0.01, 0.2, 0.2),
-        (0.1, True, -0.02, 0.1, 0.3),
-    ],
-)
+@pytest.mark.parametrize("trl_loss, loss_agg, beta, ratio_correction, entropy_coef, clip_low, clip_high", SETTINGS)
 def test_grpo_loss_matches_trl(grpo_trainer, inputs, trl_loss, loss_agg, beta, ratio_correction, entropy_coef, clip_low, clip_high):
     trainer = grpo_trainer
     trainer.args.use_bias_correction_kl = ratio_correction
@@ -124,7 +117,12 @@ def test_grpo_loss_matches_trl(grpo_trainer, inputs, trl_loss, loss_agg, beta, r
         "ref_per_token_logps": ref,
         "num_items_in_batch": mask.sum(),
     }
-    trl_value = float(trainer._compute_loss(model, trl_inputs).detach())
+    model.zero_grad()
+    trl_loss_value = trainer._compute_loss(model, trl_inputs)
+    trl_loss_value.backward()
+    trl_value = float(trl_loss_value.detach())
+    trl_grads = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
 
     pad = torch.zeros(BATCH, PROMPT_LEN)
     loss_mask = torch.cat([pad, mask], dim=1)
@@ -145,6 +143,10 @@ def test_grpo_loss_matches_trl(grpo_trainer, inputs, trl_loss, loss_agg, beta, r
     logprobs, entropy = sequence_logprobs(model, ids, attention, with_entropy=True)
     ours, _ = make_policy_loss(alg, BATCH, float(loss_mask.sum()), COMPLETION_LEN)(batch, logprobs, entropy)
     assert float(ours.detach()) == pytest.approx(trl_value, abs=1e-5)
+    ours.backward()  # the same gradient, not only the same value (the KL ratio correction changes only the gradient)
+    for ours_grad, trl_grad in zip((p.grad for p in model.parameters()), trl_grads):
+        assert torch.allclose(ours_grad, trl_grad, atol=1e-6, rtol=1e-4)
+    model.zero_grad()
 
 
 @pytest.fixture(scope="module")
@@ -189,4 +191,5 @@ def test_dpo_loss_matches_trl(dpo_trainer, inputs, loss_type, beta):
     half = BATCH // 2
     ours, _, _ = dpo_loss(seq[:half], seq[half:], ref[:half], ref[half:], beta, loss_type, lengths[:half], lengths[half:])
     assert float(ours.mean()) == pytest.approx(trl_value, abs=1e-5)
+    assert abs(trl_value - (math.log(2) if loss_type == "sigmoid" else (1 / (2 * beta)) ** 2)) > 1e-4  # log-ratios are not 0
     assert trainer.ref_model is not trainer.model

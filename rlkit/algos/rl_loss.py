@@ -33,7 +33,10 @@ def make_policy_loss(alg: AlgorithmConfig, num_sequences: int, num_tokens: float
         metrics = {"loss/policy": float(policy.detach()), "clip_fraction": float((clipped * mask).sum()) / max(num_tokens, 1.0)}
         loss = policy.new_zeros(()) if alg.entropy_only else policy
         if alg.kl_coef > 0 and not alg.kl_in_reward:
-            kl = reduce(kl_estimate(logprobs, batch.extras["ref_logprobs"], alg.kl_estimator), mask)
+            per_token_kl = kl_estimate(logprobs, batch.extras["ref_logprobs"], alg.kl_estimator)
+            if alg.kl_ratio_correction:  # the samples came from the old policy: reweight to the current one
+                per_token_kl = per_token_kl * torch.exp(logprobs - old)
+            kl = reduce(per_token_kl, mask)
             loss = loss + alg.kl_coef * kl
             metrics["kl"] = float(kl.detach())
         ent = (entropy * mask).sum() / max(num_tokens, 1.0)
