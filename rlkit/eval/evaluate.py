@@ -105,7 +105,7 @@ def evaluate_benchmark(
     completions: list[Completion] = []
     verdict_scores: list[float] = []
     infos: list[dict[str, Any]] = []
-    errors = 0
+    errors = timeouts = 0
     for start in range(0, len(samples), batch_size):
         chunk = samples[start : start + batch_size]
         generated = engine.generate([encode_prompt(tokenizer, s["prompt"]) for s in chunk], sampling)
@@ -115,6 +115,7 @@ def evaluate_benchmark(
         completions += generated
         verdict_scores += scored.total
         errors += scored.errors
+        timeouts += scored.timeouts
         # one reward: its info dict (pred, gold, reason); several: merged, the first reward's pred wins
         for info in scored.infos:
             merged: dict[str, Any] = {}
@@ -154,6 +155,7 @@ def evaluate_benchmark(
         truncated=sum(c.finish_reason == "length" for c in completions),
         no_answer=sum(a is None for problem in answers for a in problem),
         reward_errors=errors,
+        reward_timeouts=timeouts,
         sampling={"n": n, "temperature": sampling.temperature, "top_p": sampling.top_p,
                   "max_new_tokens": sampling.max_new_tokens, "seed": sampling.seed},
         time_s=time.perf_counter() - started,
