@@ -28,9 +28,13 @@ def atomic_dir(final: Path, write: Callable[[Path], None]) -> Path:
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
     write(tmp)
-    if final.exists():
-        shutil.rmtree(final)
+    old = final.with_name(final.name + ".old")
+    if final.exists():  # keep the previous version until the new one is in place
+        if old.exists():
+            shutil.rmtree(old)
+        os.rename(final, old)
     os.rename(tmp, final)
+    shutil.rmtree(old, ignore_errors=True)
     return final
 
 
