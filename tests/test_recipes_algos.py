@@ -1,0 +1,87 @@
+"""The paper recipes and tiny twins resolve; algorithm combinations that cannot work are errors."""
+
+from pathlib import Path
+
+import pytest
+
+from rlkit.cli import main as cli_main
+from rlkit.config import AlgorithmConfig, RolloutConfig, load_config
+from rlkit.data import load_samples
+from rlkit.errors import ConfigError
+from rlkit.stages.rl import check_algorithm
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+needs_shared = pytest.mark.skipif(not (SHARED / "one_shot_rlvr" / "pi1_r128.parquet").exists(), reason="needs ../shared/data")
+TWINS = sorted((ROOT / "recipes" / "tiny").glob("tiny_*.yaml"))
+
+
+@needs_shared
+def test_one_shot_rlvr_has_the_papers_hyperparameters(monkeypatch):
+    monkeypatch.chdir(ROOT)  # recipe paths are relative to the directory rlkit runs in
+    config = load_config("recipes/one_shot_rlvr.yaml")
+    stage = config.stages[0]
+    alg = stage.algorithm
+    assert config.model.path == "Qwen/Qwen2.5-Math-1.5B"
+    assert (config.rollout.n, config.rollout.temperature, config.rollout.max_new_tokens) == (8, 0.6, 3072)
+    assert (stage.batch_size, stage.lr) == (128, 1e-6)
+    assert (alg.advantage, alg.kl_coef, alg.entropy_coef, alg.entropy_only) == ("grpo", 0.001, 0.001, False)
+    assert config.eval.benchmarks == ["math500", "aime24", "amc23", "minerva_math", "olympiadbench", "aime25"]
+    # one example, replicated: the 128 rows are 128 copies of pi_1 and its gold answer comes from reward_model
+    samples = load_samples(stage.data)
+    assert len(samples) == 128 and len({s["prompt"][0]["content"] for s in samples}) == 1
+    assert samples[0]["answer"] == "12.8"
+
+
+@needs_shared
+@pytest.mark.parametrize("recipe", ["recipes/one_shot_rlvr.yaml", "recipes/entropy_only.yaml"])
+def test_paper_recipes_dry_run(recipe, monkeypatch, capsys):
+    monkeypatch.chdir(ROOT)
+    assert cli_main(["run", recipe, "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "pi1_r128.parquet" in out and "entropy_coef: 0.001" in out
+
+
+@needs_shared
+def test_entropy_only_recipe_ignores_reward(monkeypatch):
+    monkeypatch.chdir(ROOT)
+    alg = load_config("recipes/entropy_only.yaml").stages[0].algorithm
+    assert alg.entropy_only and alg.entropy_coef > 0
+
+
+@pytest.mark.parametrize("recipe", TWINS, ids=lambda p: p.stem)
+def test_tiny_twins_resolve(recipe):
+    config = load_config(recipe)
+    assert config.model.path == "tiny" and config.stages[0].type == "sft"
+    check_algorithm(getattr(config.stages[-1], "algorithm", AlgorithmConfig()), config.rollout, "stage")
+
+
+def test_tiny_one_shot_replicates_one_problem():
+    stage = load_config(ROOT / "recipes" / "tiny" / "tiny_one_shot.yaml").stages[-1]
+    samples = load_samples(stage.data)
+    assert len(samples) == stage.batch_size and len({s["problem"] for s in samples}) == 1
+
+
+@pytest.mark.parametrize(
+    "alg, n, message",
+    [
+        (AlgorithmConfig(entropy_only=True), 8, "entropy_coef"),
+        (AlgorithmConfig(advantage="rloo"), 1, "n >= 2"),
+        (AlgorithmConfig(kl_in_reward=True), 8, "kl_coef > 0"),
+    ],
+)
+def test_impossible_algorithm_combinations(alg, n, message):
+    with pytest.raises(ConfigError, match=message):
+        check_algorithm(alg, RolloutConfig(n=n), "rl")
+
+
+def test_verl_rows_get_their_gold_answer(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = [{"prompt": [{"role": "user", "content": "1+1?"}], "reward_model": {"ground_truth": "2", "style": "rule"}}]
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "d.parquet")
+    from rlkit.config import DataConfig
+
+    sample = load_samples(DataConfig(source=str(tmp_path / "d.parquet"), repeat=3))
+    assert [s["answer"] for s in sample] == ["2", "2", "2"]
