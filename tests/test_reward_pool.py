@@ -205,3 +205,29 @@ def test_samples_are_checked_for_what_the_rewards_read(bad: str) -> None:
     check_samples(rewards, [{"id": "1", "answer": "3"}, {"id": "2", "final_answer": ["$4$"]}], "data/ok.jsonl")
     with pytest.raises(DataError, match=r"data/x\.jsonl row 2: reward 'math' needs a gold answer.*its fields: id, question\)"):
         check_samples(rewards, [{"id": "1", "answer": "3"}, {"id": "2", "question": "q", "prompt": []}], "data/x.jsonl")
+
+
+def test_a_stopped_worker_takes_the_programs_its_reward_started(tmp_path: Path) -> None:
+    (tmp_path / "spawner.py").write_text(
+        "import subprocess\n"
+        "def waits_on_a_child(completion, sample):\n"
+        f"    child = subprocess.Popen(['sleep', '1000'])\n"
+        f"    open({str(tmp_path / 'child.pid')!r}, 'w').write(str(child.pid))\n"
+        "    child.wait()\n"
+        "    return 1.0\n"
+    )
+    with RewardPool([RewardSpec(name=f"{tmp_path / 'spawner.py'}:waits_on_a_child")], workers=1, timeout=1.5) as pool:
+        assert pool.score(["x"], samples(1)).timeouts == 1
+        child = int((tmp_path / "child.pid").read_text())
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and _running(child):
+            time.sleep(0.05)
+        assert not _running(child)
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"  # a zombie has exited; only its parent has not reaped it

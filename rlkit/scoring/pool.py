@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import logging
 import multiprocessing as mp
+import os
+import signal
 import sys
 import time
 import weakref
@@ -89,6 +91,18 @@ def _main_not_reimported() -> Iterator[None]:
             main.__file__ = file
 
 
+def _kill(process: Any) -> None:
+    """Kill a worker and its process group (it leads one: see worker_main), so that programs its
+    reward started (a sandboxed test run, a solver) do not outlive it."""
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError, OSError):  # not yet its own group, or already gone
+        pass
+    if process.is_alive():
+        process.kill()
+    process.join(timeout=5)
+
+
 def _drop_unsendable(jobs: list[_Job], results: dict[tuple[int, int], CallOutcome]) -> list[_Job]:
     """Score 0 (as errors) the jobs whose sample cannot be pickled to a worker; return the others."""
     sendable = []
@@ -136,9 +150,7 @@ class WorkerGroup:
             results[worker.queue.popleft().key] = CallOutcome(status, 0.0, {status: why})
             self.pending.extendleft(reversed(worker.queue))
             worker.queue.clear()
-        if worker.process.is_alive():
-            worker.process.kill()
-        worker.process.join(timeout=5)
+        _kill(worker.process)
         worker.conn.close()
         self.workers[self.workers.index(worker)] = self._start()
 
@@ -219,8 +231,7 @@ class WorkerGroup:
         for worker in self.workers:
             worker.process.join(timeout=2)
             if worker.process.is_alive():
-                worker.process.kill()
-                worker.process.join(timeout=5)
+                _kill(worker.process)
             worker.conn.close()
         self.workers = []
 

@@ -83,6 +83,10 @@ def worker_main(conn: Connection, targets: list[tuple[str, dict[str, Any]]]) -> 
     of calls `[(reward_index, completion, sample), ...]` with one CallOutcome per call, in order, sent
     as soon as it is ready; until sent None or the pipe closes."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the parent, which stops us cleanly
+    try:
+        os.setsid()  # our own process group: a stopped worker takes the processes its reward started with it
+    except OSError:
+        pass
     from rlkit.scoring.registry import resolve_reward
 
     try:
