@@ -189,6 +189,8 @@ class VLLMEngine:
             enforce_eager=self.on_cpu,
             compilation_config=0 if self.on_cpu else None,
         )
+        # The engine core and its one worker live in this process (no worker processes to pickle for).
+        self.in_process = os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING") == "0" and tensor_parallel_size == 1
         self.asleep = False
         self._weights_awake = False
         self._owned_dir: tempfile.TemporaryDirectory | None = None
@@ -274,9 +276,10 @@ class VLLMEngine:
         if self.asleep and not self._weights_awake:
             self.llm.wake_up(tags=["weights"])  # weights back, KV cache stays freed until wake()
             self._weights_awake = True
-        # In-process the worker gets this list itself; worker processes (tensor parallel) get a pickled copy.
-        tensors = [(name, tensor.detach()) for name, tensor in named_tensors]
-        self.llm.collective_rpc("rlkit_load_weights", args=(tensors,))
+        tensors = ((name, tensor.detach()) for name, tensor in named_tensors)
+        # In-process the worker consumes the iterator as it loads, so a ZeRO-3 learner's gathered tensors
+        # are taken one at a time; worker processes (tensor parallel) need a list they get pickled.
+        self.llm.collective_rpc("rlkit_load_weights", args=(tensors if self.in_process else list(tensors),))
         self._after_weight_update()
 
     def init_weight_update_group(self, master_address: str, port: int, rank_offset: int, world_size: int, backend: str = "nccl") -> list[int]:
