@@ -56,6 +56,6 @@ def test_one_tiny_rl_step_with_the_code_rewards(tmp_path):
     assert len(rl) == 1
     step = rl[0]
     # the tiny arithmetic model cannot write Python: every completion scores 0, without errors or timeouts
-    assert step["reward/unit_tests"] == 0.0 and step["reward/code_quality"] == 0.0 and step["reward/mean"] == 0.0
-    assert step["reward/errors"] == 0 and step["reward/timeouts"] == 0
-    assert summary["final_eval"]["accuracy"] == 0.0
+    assert step["reward/unit_tests"] == 0.0 and step["reward/code_quality"] == 0.0 and step["reward/mean"] == 0.0, step
+    assert step["reward/errors"] == 0 and step["reward/timeouts"] == 0, step
+    assert summary["final_eval"]["accuracy"] == 0.0, summary

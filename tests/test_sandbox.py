@@ -77,6 +77,32 @@ def test_memory_bomb_hits_the_address_space_limit():
     assert not result.ok and b"allocated" not in result.stdout and b"MemoryError" in result.stderr
 
 
+MANY_CHILDREN_EACH_UNDER_THE_RLIMIT = """
+import os, time
+children = []
+for _ in range(6):
+    pid = os.fork()
+    if pid == 0:
+        block = b"x" * (150 << 20)  # under RLIMIT_AS (256 MiB) for each process; 900 MiB together
+        time.sleep(1.5)
+        os._exit(0)
+    children.append(pid)
+print([os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) for pid in children])
+"""
+
+
+def test_the_runs_total_memory_is_capped_by_its_cgroup():
+    limits = SandboxLimits(wall_s=8.0, memory_bytes=256 << 20)
+    result = run(MANY_CHILDREN_EACH_UNDER_THE_RLIMIT, limits)
+    if not result.cgroup:
+        pytest.skip("this machine does not let the sandbox create a cgroup: rlimits alone bound memory per process")
+    codes = eval(result.stdout)  # noqa: S307 - our own program's printed list
+    assert codes.count(-9) >= 3 and codes.count(0) <= 3  # 320 MiB (memory + /tmp) holds two 150 MiB children
+    assert not any(Path("/sys/fs/cgroup").glob("*/rlkit-sandbox-*"))  # removed after the run
+    without = run(MANY_CHILDREN_EACH_UNDER_THE_RLIMIT, SandboxLimits(wall_s=8.0, memory_bytes=256 << 20, cgroup=False))
+    assert eval(without.stdout) == [0] * 6  # noqa: S307 - the control: rlimits alone let all six live
+
+
 def test_busy_loop_is_killed_at_the_deadline():
     started = time.monotonic()
     result = run("while True:\n    pass", SandboxLimits(wall_s=1.5, cpu_s=1))

@@ -9,6 +9,8 @@ What the program gets (and nothing else):
 - a scrubbed environment (PATH, HOME, LANG and single-threaded BLAS settings);
 - rlimits: address space (memory), CPU seconds, processes, file size, open files, no core dumps;
 - a wall-clock limit and a cap on stdout/stderr; past either the whole run is killed.
+- where the machine allows (root, a writable cgroup hierarchy), a cgroup capping the run's total memory
+  and process count (cgroup.py).
 
 Process limit: RLIMIT_NPROC counts processes per real uid and is not enforced for root. Run as root
 (the usual case in containers and CI), each run gets its own never-used uid (setpriv inside the
@@ -33,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rlkit.errors import RlkitError
+from rlkit.rewards.code.cgroup import create_run_cgroup
 
 INSTALL_HINT = "run scripts/install_sandbox.sh (installs the Debian/Ubuntu 'bubblewrap' package) or install bubblewrap yourself"
 SANDBOX_DIR = "/sandbox"  # where the run's files are mounted, read-only
@@ -47,7 +50,7 @@ class SandboxUnavailableError(RlkitError):
 @dataclass(frozen=True)
 class SandboxLimits:
     wall_s: float = 10.0  # wall clock for the program, from the moment bwrap has started it
-    setup_s: float = 30.0  # for bwrap to build the namespaces (seconds on a loaded machine, now and then)
+    setup_s: float = 10.0  # for bwrap to build the namespaces (seconds on a loaded machine, now and then)
     cpu_s: int = 10  # RLIMIT_CPU per process
     memory_bytes: int = 1 << 30  # RLIMIT_AS per process
     processes: int = 16  # RLIMIT_NPROC: processes and threads of the run
@@ -55,6 +58,7 @@ class SandboxLimits:
     tmp_bytes: int = 64 << 20  # size of the private /tmp
     output_bytes: int = 1 << 20  # cap on stdout and on stderr, each; past it the run is killed
     open_files: int = 256
+    cgroup: bool = True  # also cap the run's total memory (+ /tmp) and processes with a cgroup, where one can be made
 
 
 @dataclass
@@ -65,6 +69,7 @@ class SandboxResult:
     timed_out: bool
     output_exceeded: bool
     wall_s: float
+    cgroup: bool = False  # whether a cgroup bounded the run (see cgroup.py)
 
     @property
     def ok(self) -> bool:
@@ -198,10 +203,19 @@ def run_python(
             path.write_bytes(content.encode() if isinstance(content, str) else content)
             path.chmod(0o644)
         status_read, status_write = os.pipe()
+        # the run's total: every process's memory plus its tmpfs; bwrap's own two processes besides the program's
+        cgroup = create_run_cgroup(limits.memory_bytes + limits.tmp_bytes, limits.processes + 2) if limits.cgroup else None
         try:
             cmd = build_command(python, entry, files_dir, limits, argv or [], python_flags, status_write)
-            return _run(cmd, stdin, limits, status_read, status_write)
+            result = _run(cgroup.wrap(cmd) if cgroup else cmd, stdin, limits, status_read, status_write)
+            if cgroup is not None and result.exit_code == 125 and b"cgroup.procs" in result.stderr:
+                raise SandboxUnavailableError(f"cannot join the run's cgroup ({result.stderr.decode(errors='replace').strip()}); "
+                                              "set RLKIT_SANDBOX_CGROUP=0 to run with rlimits alone")
+            result.cgroup = cgroup is not None
+            return result
         finally:
+            if cgroup is not None:
+                cgroup.remove()
             for fd in (status_read, status_write):
                 try:
                     os.close(fd)
