@@ -119,7 +119,7 @@ def resolve_reward(spec: str, args: dict[str, Any] | None = None) -> RewardFn:
             module = importlib.import_module(where)
     except ConfigError:
         raise
-    except Exception as err:  # a broken user module: say which and why
+    except Exception as err:  # noqa: BLE001 - a broken user module: say which and why
         raise ConfigError(f"reward '{spec}': importing {where} failed: {type(err).__name__}: {err}") from None
     fn = getattr(module, fn_name, None)
     if not callable(fn):
