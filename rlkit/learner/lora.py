@@ -20,8 +20,11 @@ ADAPTER_DIR = "adapter"
 BASE_LAYER = ".base_layer"
 
 
-def apply_lora(model: torch.nn.Module, lora: LoraConfig):  # noqa: ANN201 - returns a peft PeftModel
-    """Inject LoRA adapters into `model` (in place) and freeze everything else."""
+def apply_lora(model: torch.nn.Module, lora: LoraConfig, seed: int = 0):  # noqa: ANN201 - returns a peft PeftModel
+    """Inject LoRA adapters into `model` (in place) and freeze everything else.
+
+    The adapters' random initialization is seeded, so every data-parallel rank starts from the
+    same adapter (and a resumed run from the same one as the original)."""
     from peft import LoraConfig as PeftLoraConfig
     from peft import get_peft_model
 
@@ -35,7 +38,9 @@ def apply_lora(model: torch.nn.Module, lora: LoraConfig):  # noqa: ANN201 - retu
         task_type="CAUSAL_LM",
     )
     try:
-        return get_peft_model(model, peft_config)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return get_peft_model(model, peft_config)
     except ValueError as err:  # peft names the missing module; add the key the user wrote
         names = sorted({name.rsplit(".", 1)[-1] for name, _ in model.named_modules() if name})
         raise ValueError(f"learner.lora.target_modules={targets!r}: {err}. Module names in this model: {', '.join(names)}") from None
