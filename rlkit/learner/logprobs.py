@@ -143,7 +143,8 @@ def sequence_logprobs(
     if position_ids is not None:
         attention_mask = None
     body = compiled_body(model.model) if compile_body and input_ids.is_cuda else model.model
-    hidden = body(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids).last_hidden_state[:, :-1]
+    # use_cache=False: no KV cache in training (and transformers detects packed sequences only without one)
+    hidden = body(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False).last_hidden_state[:, :-1]
     targets = input_ids[:, 1:]
     head = model.get_output_embeddings()
     zeros = hidden.new_zeros((input_ids.shape[0], 1), dtype=torch.float)
