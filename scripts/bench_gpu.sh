@@ -76,7 +76,7 @@ lp0, ent0 = logprobs_from_logits(hidden @ weight.T, targets, True)
 (lp0.sum() + 0.1 * ent0.sum()).backward(); g0 = hidden.grad.float().clone(); hidden.grad = None
 lp1, ent1, _ = FusedHeadLogprobs.apply(hidden, weight, targets, 1024)
 (lp1.sum() + 0.1 * ent1.sum()).backward(); g1 = hidden.grad.float()
-rel = lambda x, y: float((x - y).norm() / y.norm())
+rel = lambda x, y: float((x - y).detach().norm() / y.detach().norm())
 print(f"fused head bf16: rel err logprob {rel(lp1, lp0):.2e}, entropy {rel(ent1, ent0):.2e}, grad {rel(g1, g0):.2e}")
 PY
 

@@ -103,3 +103,15 @@ def test_unsupported_model_names_the_key() -> None:
     model.config.model_type = "gpt2"
     with pytest.raises(ConfigError, match="rollout.static_cache"):
         FastHFEngine(model, build_tiny_tokenizer())
+
+
+def test_caches_are_reused_per_shape_and_bounded(world) -> None:
+    model, tokenizer = world
+    engine = FastHFEngine(model, tokenizer)
+    sampling = SamplingParams(n=1, temperature=0.0, max_new_tokens=3)
+    first = engine.generate(_prompts(tokenizer, ["1+1="]), sampling)
+    assert engine.generate(_prompts(tokenizer, ["1+1="]), sampling)[0].response_ids == first[0].response_ids
+    assert len(engine._states) == 1  # same shape: the same cache
+    for size in range(2, 8):
+        engine.generate(_prompts(tokenizer, ["1+1="] * size), sampling)
+    assert len(engine._states) == 4  # least recently used caches are dropped

@@ -35,6 +35,8 @@ log = logging.getLogger("rlkit.rollout")
 
 SUPPORTED_MODEL_TYPES = {"qwen2", "qwen3", "llama", "mistral"}
 STOP_CHECK_EVERY = 32  # decode steps between host checks for "every row has stopped"
+MAX_CACHED_STATES = 4  # KV caches (and captured graphs) kept for reuse, one per batch shape
+WIDTH_MULTIPLE = 32  # prompt widths are padded up to a multiple of this when graphs are captured
 
 
 def _rotate_half(x: torch.Tensor) -> torch.Tensor:
@@ -356,6 +358,8 @@ class FastHFEngine:
         device = self._device
         pad = self.tokenizer.pad_token_id
         width = max(len(p) for p in prompts)
+        if self._use_graph(device):  # round up so that batches of similar prompts share one captured graph
+            width = -(-width // WIDTH_MULTIPLE) * WIDTH_MULTIPLE
         rows = len(prompts) * sampling.n
         input_ids = torch.full((rows, width), pad, dtype=torch.long)
         attention = torch.zeros((rows, width), dtype=torch.long)
@@ -367,9 +371,12 @@ class FastHFEngine:
 
         key = (rows, width, sampling.max_new_tokens, sampling.greedy, sampling.temperature, sampling.top_p,
                tuple(sorted(self.stop_ids)), device)
-        state = self._states.get(key)
+        state = self._states.pop(key, None)
         if state is None:
-            state = self._states[key] = self._new_state(rows, width, sampling, device)
+            while len(self._states) >= MAX_CACHED_STATES:  # drop the least recently used cache and graph
+                self._states.pop(next(iter(self._states)))
+            state = self._new_state(rows, width, sampling, device)
+        self._states[key] = state  # most recently used last
         stop = torch.tensor(sorted(self.stop_ids), dtype=torch.long, device=device) if self.stop_ids else None
 
         was_training = self.model.training
