@@ -73,6 +73,51 @@ def test_humaneval_format_program_is_prompt_plus_completion():
     assert unit_tests_reward(answer, chat_row).score == 1.0
 
 
+ORDINARY_LIBRARIES = """
+import asyncio, bisect, collections, dataclasses, datetime, decimal, enum, fractions, functools, heapq, json
+import logging, re, statistics, threading, typing, warnings
+
+Point = collections.namedtuple("Point", "x y")        # these look at their caller's frame: allowed to fail quietly
+class Named(typing.NamedTuple):
+    x: int
+Color = enum.Enum("Color", "RED GREEN")
+T = typing.TypeVar("T")
+
+
+@dataclasses.dataclass
+class Box:
+    a: int = 1
+
+
+@functools.lru_cache(maxsize=None)
+def fib(n: int) -> int:
+    return n if n < 2 else fib(n - 1) + fib(n - 2)
+
+
+async def twice(x: int) -> int:
+    await asyncio.sleep(0)
+    return 2 * x
+
+
+def solve() -> int:
+    logging.getLogger("x").warning("hello %s", 1)
+    warnings.warn("careful")
+    thread = threading.Thread(target=lambda: None)
+    thread.start()
+    thread.join()
+    heap = [3, 1, 2]
+    heapq.heapify(heap)
+    total = fib(20) + Point(1, 2).x + Named(3).x + Color.RED.value + Box().a + asyncio.run(twice(2)) + heap[0]
+    total += int(fractions.Fraction(1, 2) * 2) + len(re.findall(r"\\d", "a1b2")) + int(decimal.Decimal("1.5") * 2)
+    return total + datetime.date(2020, 1, 2).day + len(json.dumps([1])) + int(statistics.mean([1, 3])) + bisect.bisect([1, 2], 1)
+"""
+
+
+def test_ordinary_library_code_works_under_the_guard():
+    # 6765 + 1 + 3 + 1 + 1 + 4 + 1 + 1 + 2 + 3 + 2 + 3 + 2 + 1
+    assert score(ORDINARY_LIBRARIES, {"tests": ["assert solve() == 6790"]}, timeout=6.0) == 1.0
+
+
 def test_a_sample_without_tests_is_a_data_error_naming_the_fields():
     with pytest.raises(DataError, match=r"'test' and 'entry_point'.*'tests'"):
         unit_tests_reward("x = 1", {"id": "s1", "problem": "?"})

@@ -11,14 +11,17 @@ Why the program cannot forge the verdict: the nonce exists only in a local varia
 program runs in the same interpreter, so before it runs the runner installs an audit hook (PEP 578;
 it cannot be removed from Python) that refuses every route from Python code to another function's
 frame or to arbitrary objects: sys._getframe, sys._current_frames, tb_frame/gi_frame/cr_frame/ag_frame,
-settrace/setprofile, the gc object walks, new audit hooks, ctypes and CPython test modules, building
-code objects, and starting processes; signal handlers (which receive the interrupted frame) cannot be
-installed. There is no /proc in the sandbox, so memory cannot be read through /proc/self/mem. Every
-name the runner uses after the program has run is a local bound beforehand, and tests run with a
-private copy of the builtins, so patching builtins, print, sys.exit, json or this module changes nothing.
+settrace/setprofile, the gc object walks, new audit hooks, ctypes and CPython's test modules; it also
+refuses starting processes. Installing a Python signal handler (it receives the interrupted frame) and
+_posixsubprocess.fork_exec are replaced in their modules. There is no /proc in the sandbox, so memory
+cannot be read through /proc/self/mem. Every name the runner uses after the program has run is a local
+bound beforehand, and tests run with a private copy of the builtins, so patching builtins, print,
+sys.exit, json or this module changes nothing.
 
 What it cannot stop (in-process limits, documented in the README): a returned object whose __eq__
-always says True, or a program that patches a module the tests import (e.g. math) from inside a call.
+always says True; a program that patches a module the tests import (e.g. math) from inside a call;
+hand-made bytecode (code.replace, marshal.loads: both also serve ordinary imports and asyncio, so they
+stay allowed) that reads interpreter memory. The namespaces and limits around the run hold regardless.
 """
 
 import builtins
@@ -28,7 +31,7 @@ import sys
 
 BLOCKED_EVENTS = frozenset({
     "sys._getframe", "sys._current_frames", "sys.settrace", "sys.setprofile", "sys.addaudithook",
-    "gc.get_objects", "gc.get_referrers", "gc.get_referents", "code.__new__", "function.__new__",
+    "gc.get_objects", "gc.get_referrers", "gc.get_referents",
     "os.fork", "os.forkpty", "os.vfork", "os.posix_spawn", "os.exec", "os.spawn", "os.system",
     "subprocess.Popen", "pty.spawn", "os.startfile",
     "ctypes.dlopen", "ctypes.dlsym", "ctypes.dlsym/handle", "ctypes.cdata", "ctypes.addressof", "ctypes.string_at",
@@ -65,17 +68,25 @@ def install_guard() -> None:
     sys.addaudithook(guard)
 
 
-def disable_signal_handlers() -> None:
-    """A Python signal handler receives the interrupted frame; replace every way to install one."""
+def disable_signals_and_fork_exec() -> None:
+    """Replace, in the modules themselves, what the audit hook cannot see: installing a Python signal
+    handler (it receives the interrupted frame) and _posixsubprocess.fork_exec (starts a process without an
+    audit event). The modules are imported here, so a later import finds the patched ones; importing them
+    afresh is refused by the hook."""
 
-    def refused(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
-        raise PermissionError("installing signal handlers is not allowed in the rlkit sandbox")
+    def no_signals(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        # ValueError is what signal.signal raises outside the main thread: asyncio and others handle it
+        raise ValueError("signal handlers cannot be installed in the rlkit sandbox")
+
+    def no_processes(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        raise PermissionError("starting processes is not allowed in the rlkit sandbox")
 
     for name in ("signal", "_signal"):
-        module = sys.modules.get(name) or __import__(name)
+        module = __import__(name)
         for attribute in ("signal", "setitimer", "alarm", "set_wakeup_fd", "pthread_kill", "sigaction"):
             if hasattr(module, attribute):
-                setattr(module, attribute, refused)
+                setattr(module, attribute, no_signals)
+    __import__("_posixsubprocess").fork_exec = no_processes
 
 
 def read_all(fd: int) -> bytes:
@@ -118,7 +129,7 @@ def main() -> None:
     del job
     flags = ""
     if guarded:
-        disable_signal_handlers()
+        disable_signals_and_fork_exec()
         install_guard()
 
     # ---- untrusted phase: only locals bound above are used from here on
