@@ -3,11 +3,11 @@
 One engine is started for the module (~20-30 s on 2 cores). Every test pushes the weights it needs
 first, so the tests do not depend on their order.
 
-Tolerance: the engine's logprobs equal the learner's `sequence_logprobs` on the same token ids within
-LOGPROB_TOL = 1e-4 (absolute, per token). Both run the model in fp32 on CPU; they differ only in
-kernel order (vLLM's CPU attention and fused q/k/v, gate/up projections vs. transformers' eager ops),
-which moves a logprob by ~1e-6 here. A missed or partial weight update moves them by ~1e-1 (checked
-below), three orders of magnitude above the tolerance.
+Tolerance: the engine's logprobs equal the torch learner's `logprobs(batch)` (`sequence_logprobs`)
+on the same token ids within LOGPROB_TOL = 1e-4 (absolute, per token). Both run the model in fp32
+on CPU; they differ only in kernel order (vLLM's CPU attention and fused q/k/v, gate/up projections
+vs. transformers' eager ops), which moves a logprob by ~1e-6 here. A missed or partial weight
+update (or a stale prefix cache) moves them by ~1e-1, three orders of magnitude above it.
 """
 
 from __future__ import annotations
@@ -22,7 +22,9 @@ import warnings
 import pytest
 import torch
 
-from rlkit.learner.logprobs import sequence_logprobs
+from rlkit.config import LearnerConfig, LoraConfig
+from rlkit.learner.base import pad_sequences
+from rlkit.learner.torch_learner import TorchLearner
 from rlkit.models import encode_prompt
 from rlkit.rollout.base import SamplingParams
 from rlkit.rollout.weight_group import broadcast_weights, open_weight_update_group, weight_metadata
@@ -75,34 +77,37 @@ def engine(base_policy, tokenizer):
     assert not os.path.exists(model_dir)  # the temporary policy directory is removed
 
 
-def learner_logprobs(model: torch.nn.Module, prompt: list[int], response: list[int]) -> torch.Tensor:
-    """The learner's log p(response token | prefix), from the same function the learners use."""
-    ids = torch.tensor([prompt + response])
-    with torch.no_grad():
-        logprobs, _ = sequence_logprobs(model, ids, torch.ones_like(ids))
-    return logprobs[0, len(prompt) :]
+def learner_logprobs(learner, prompts: list[list[int]], responses: list[list[int]]) -> list[torch.Tensor]:
+    """The learner's own `logprobs(batch)` of each response token given its prefix."""
+    batch = pad_sequences([p + r for p, r in zip(prompts, responses)], [len(p) for p in prompts], pad_id=0)
+    logprobs, _ = learner.logprobs(batch)
+    return [logprobs[i, len(p) : len(p) + len(r)] for i, (p, r) in enumerate(zip(prompts, responses))]
 
 
-def perturbed(model: torch.nn.Module, seed: int, scale: float = 0.05) -> torch.nn.Module:
-    """A copy of `model` with every weight moved: a stand-in for a learner after a few full fine-tuning steps."""
-    out = copy.deepcopy(model)
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for param in out.parameters():
-            param.add_(torch.randn(param.shape, generator=gen) * scale)
-    return out
+def trained_learner(base_policy: torch.nn.Module, prompts, responses, lora: LoraConfig | None, lr: float) -> TorchLearner:
+    """A torch learner (full fine-tuning, or LoRA) after three real optimizer steps that raise the
+    likelihood of `responses`: its weights have moved the way training moves them."""
+    learner = TorchLearner(copy.deepcopy(base_policy), LearnerConfig(lora=lora), lr=lr, device=torch.device("cpu"))
+    batch = pad_sequences([p + r for p, r in zip(prompts, responses)], [len(p) for p in prompts], pad_id=0)
+
+    def nll(micro, logprobs, entropy):  # noqa: ANN001, ANN202 - the LossFn seam
+        loss = -(logprobs * micro.loss_mask).sum() / batch.loss_mask.sum()
+        return loss, {"loss": float(loss)}
+
+    for _ in range(3):
+        learner.train_step(batch, nll)
+    return learner
 
 
-def assert_engine_follows(engine, policy, prompts, fixed_responses, before: list[torch.Tensor]) -> None:
-    """After an update to `policy`: the engine scores fixed responses and samples new ones with the learner's logprobs."""
+def assert_engine_follows(engine, learner, prompts, fixed_responses, before: list[torch.Tensor]) -> None:
+    """After an update from `learner`: the engine scores fixed responses and samples new ones with the learner's logprobs."""
     scored = engine.score(prompts, fixed_responses)
-    for prompt, response, got, old in zip(prompts, fixed_responses, scored, before):
-        want = learner_logprobs(policy, prompt, response)
+    for got, want, old in zip(scored, learner_logprobs(learner, prompts, fixed_responses), before):
         assert torch.allclose(torch.tensor(got), want, atol=LOGPROB_TOL, rtol=0), (torch.tensor(got) - want).abs().max()
         assert (want - old).abs().max() > UPDATE_EFFECT  # the update changed what the test compares
     completions = engine.generate(prompts, SamplingParams(n=2, temperature=1.0, max_new_tokens=12, seed=11))
-    for c in completions:
-        want = learner_logprobs(policy, c.prompt_ids, c.response_ids)
+    wants = learner_logprobs(learner, [c.prompt_ids for c in completions], [c.response_ids for c in completions])
+    for c, want in zip(completions, wants):
         assert torch.allclose(torch.tensor(c.logprobs), want, atol=LOGPROB_TOL, rtol=0), (torch.tensor(c.logprobs) - want).abs().max()
 
 
@@ -149,43 +154,32 @@ def test_n_samples_per_prompt_finish_reasons_and_logprobs(engine, base_policy, t
     assert all(abs(c.logprobs[0]) < 1e-4 for c in stopped)
 
 
-def test_full_finetune_update_matches_learner(engine, base_policy, prompts, fixed_responses):
-    before = [learner_logprobs(base_policy, p, r) for p, r in zip(prompts, fixed_responses)]
+@pytest.fixture(scope="module")
+def start_logprobs(base_policy, prompts, fixed_responses) -> list[torch.Tensor]:
+    learner = TorchLearner(copy.deepcopy(base_policy), LearnerConfig(), lr=1e-3, device=torch.device("cpu"))
+    return learner_logprobs(learner, prompts, fixed_responses)
+
+
+def test_full_finetune_update_matches_learner(engine, base_policy, prompts, fixed_responses, start_logprobs):
     engine.update_weights(base_policy.named_parameters())
-    scored = engine.score(prompts, fixed_responses)
-    for got, want in zip(scored, before):  # start weights: engine == learner
+    for got, want in zip(engine.score(prompts, fixed_responses), start_logprobs):  # start weights: engine == learner
         assert torch.allclose(torch.tensor(got), want, atol=LOGPROB_TOL, rtol=0)
 
-    policy = perturbed(base_policy, seed=1)
-    engine.update_weights(policy.named_parameters())
-    assert_engine_follows(engine, policy, prompts, fixed_responses, before)
+    learner = trained_learner(base_policy, prompts, fixed_responses, lora=None, lr=1e-2)
+    engine.update_weights(learner.named_weights())
+    assert_engine_follows(engine, learner, prompts, fixed_responses, start_logprobs)
 
 
-def test_lora_merged_weights_match_learner(engine, base_policy, prompts, fixed_responses):
-    before = [learner_logprobs(base_policy, p, r) for p, r in zip(prompts, fixed_responses)]
-    peft_model, merged_weights = lora_policy(base_policy)
-    adapted = peft_model.get_base_model()  # the learner's module: base weights + active adapters
-    names = [name for name, _ in merged_weights]
-    assert not any("lora" in n or "base_layer" in n for n in names), names[:3]
-    engine.update_weights(merged_weights)
-    assert_engine_follows(engine, adapted, prompts, fixed_responses, before)
-
-
-def lora_policy(base_policy: torch.nn.Module) -> tuple[torch.nn.Module, list[tuple[str, torch.Tensor]]]:
-    """A LoRA learner's state after training (adapters moved off their zero init) and its merged weights,
-    via rlkit.learner.lora (the learners' own code path)."""
-    from rlkit.config import LoraConfig
-    from rlkit.learner.lora import apply_lora, merged_named_weights
-
-    peft_model = apply_lora(copy.deepcopy(base_policy), LoraConfig(r=4, alpha=8, target_modules=["q_proj", "v_proj", "o_proj", "down_proj"]))
-    gen = torch.Generator().manual_seed(7)
-    with torch.no_grad():
-        for name, param in peft_model.named_parameters():
-            if "lora_B" in name:  # peft starts B at zero (no change); a trained adapter has moved it
-                param.copy_(torch.randn(param.shape, generator=gen) * 0.3)
-    peft_model.eval()
-    merged = [(name, tensor.clone()) for name, tensor in merged_named_weights(peft_model)]
-    return peft_model, merged
+def test_lora_merged_weights_match_learner(engine, base_policy, prompts, fixed_responses, start_logprobs):
+    engine.update_weights(base_policy.named_parameters())
+    lora = LoraConfig(r=4, alpha=8, target_modules=["q_proj", "v_proj", "o_proj", "down_proj"])
+    learner = trained_learner(base_policy, prompts, fixed_responses, lora=lora, lr=5e-2)
+    merged = [(name, tensor.clone()) for name, tensor in learner.named_weights()]
+    names = [name for name, _ in merged]
+    assert names == [name for name, _ in base_policy.named_parameters()]  # plain HF names: no adapter tensors
+    assert not any(torch.equal(dict(merged)[n], p) for n, p in base_policy.named_parameters() if n.endswith("o_proj.weight"))
+    engine.update_weights(merged)
+    assert_engine_follows(engine, learner, prompts, fixed_responses, start_logprobs)
 
 
 def free_port() -> int:
@@ -194,9 +188,9 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def test_split_placement_weight_group_gloo(engine, base_policy, prompts, fixed_responses):
+def test_split_placement_weight_group_gloo(engine, base_policy, prompts, fixed_responses, start_logprobs):
     """The learner (rank 0, here a thread) broadcasts over gloo; the engine's worker (rank 1) receives and loads."""
-    before = [learner_logprobs(base_policy, p, r) for p, r in zip(prompts, fixed_responses)]
+    engine.update_weights(base_policy.named_parameters())
     port = free_port()
     learner_side: dict = {}
     opener = threading.Thread(target=lambda: learner_side.update(group=open_weight_update_group("127.0.0.1", port, 0, 2, "gloo", timeout_s=60)))
@@ -205,14 +199,13 @@ def test_split_placement_weight_group_gloo(engine, base_policy, prompts, fixed_r
     opener.join(timeout=60)
     assert ranks == [1] and "group" in learner_side
 
-    policy = perturbed(base_policy, seed=2)
-    weights = list(policy.named_parameters())
-    sender = threading.Thread(target=broadcast_weights, args=(learner_side["group"], weights))
+    learner = trained_learner(base_policy, prompts, fixed_responses, lora=None, lr=2e-2)
+    sender = threading.Thread(target=broadcast_weights, args=(learner_side["group"], learner.named_weights()))
     sender.start()
-    engine.receive_weights(*weight_metadata(weights))
+    engine.receive_weights(*weight_metadata(learner.named_weights()))
     sender.join(timeout=60)
     assert not sender.is_alive()
-    assert_engine_follows(engine, policy, prompts, fixed_responses, before)
+    assert_engine_follows(engine, learner, prompts, fixed_responses, start_logprobs)
 
 
 def test_sleep_and_wake_are_noops_on_cpu(engine, base_policy, prompts):
