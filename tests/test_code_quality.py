@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import pytest
-
-from rlkit.rewards.code.code_quality import code_quality_reward, maintainability_findings, quality_scores, security_findings
+from rlkit.rewards.code.code_quality import (
+    code_quality_reward,
+    maintainability_findings,
+    quality_scores,
+    security_findings,
+)
 
 SQL_BY_FORMATTING = '''
 import sqlite3

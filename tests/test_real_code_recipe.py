@@ -41,7 +41,8 @@ stages:
 
 @pytest.mark.sandbox
 def test_one_tiny_rl_step_with_the_code_rewards(tmp_path):
-    humaneval_row = json.loads(gzip.open(HUMANEVAL, "rt").readline())
+    with gzip.open(HUMANEVAL, "rt") as f:
+        humaneval_row = json.loads(f.readline())
     rows = [
         {"id": "add", "prompt": "Write add(a, b) returning a + b.", "tests": ["assert add(1, 2) == 3", "assert add(0, 0) == 0"]},
         {key: humaneval_row[key] for key in ("task_id", "prompt", "test", "entry_point")},

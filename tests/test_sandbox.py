@@ -13,7 +13,6 @@ import uuid
 from pathlib import Path
 
 import pytest
-
 from rlkit.rewards.code import sandbox
 from rlkit.rewards.code.sandbox import RUN_UID_RANGE, SandboxLimits, SandboxUnavailableError, run_python
 
@@ -96,11 +95,11 @@ def test_the_runs_total_memory_is_capped_by_its_cgroup():
     result = run(MANY_CHILDREN_EACH_UNDER_THE_RLIMIT, limits)
     if not result.cgroup:
         pytest.skip("this machine does not let the sandbox create a cgroup: rlimits alone bound memory per process")
-    codes = eval(result.stdout)  # noqa: S307 - our own program's printed list
+    codes = eval(result.stdout)
     assert codes.count(-9) >= 3 and codes.count(0) <= 3  # 320 MiB (memory + /tmp) holds two 150 MiB children
     assert not any(Path("/sys/fs/cgroup").glob("*/rlkit-sandbox-*"))  # removed after the run
     without = run(MANY_CHILDREN_EACH_UNDER_THE_RLIMIT, SandboxLimits(wall_s=8.0, memory_bytes=256 << 20, cgroup=False))
-    assert eval(without.stdout) == [0] * 6  # noqa: S307 - the control: rlimits alone let all six live
+    assert eval(without.stdout) == [0] * 6
 
 
 def test_busy_loop_is_killed_at_the_deadline():
@@ -201,5 +200,5 @@ def test_files_are_read_only_and_the_host_filesystem_is_mostly_absent():
     assert lines[0] in ("ro 13", "ro 30")  # EACCES or EROFS
     python_tops = {Path(d).parts[1] for d in sandbox._python_mounts(sandbox.sys.executable)}
     allowed = {"usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32", "etc", "dev", "tmp", "sandbox"} | python_tops
-    assert set(eval(lines[1])) <= allowed  # noqa: S307 - our own program's printed list
+    assert set(eval(lines[1])) <= allowed
     assert lines[2] == "False False"

@@ -11,17 +11,22 @@ import uuid
 from pathlib import Path
 
 import pytest
-
-from rlkit.errors import DataError
 from rlkit.rewards.code.sandbox import SandboxLimits
 from rlkit.rewards.code.unit_tests import parse_verdict, program_and_tests, run_unit_tests, unit_tests_reward
 from test_sandbox import wait_for_no_leftovers
+
+from rlkit.errors import DataError
 
 pytestmark = pytest.mark.sandbox
 
 HUMANEVAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "code" / "HumanEval.jsonl.gz"
 ADD_TESTS = {"id": "add", "tests": ["assert add(1, 2) == 3", "assert add(-1, 1) == 0", "assert add(2, 2) == 4"]}
 CORRECT_ADD = "def add(a, b):\n    return a + b\n"
+
+
+def humaneval_rows() -> list[dict]:
+    with gzip.open(HUMANEVAL, "rt") as f:
+        return [json.loads(line) for line in f]
 
 
 def fenced(code: str) -> str:
@@ -61,7 +66,7 @@ def test_mbpp_field_names_are_read():
 
 
 def test_humaneval_format_program_is_prompt_plus_completion():
-    rows = [json.loads(line) for line in gzip.open(HUMANEVAL, "rt")]
+    rows = humaneval_rows()
     row = rows[0]
     assert unit_tests_reward(row["canonical_solution"], row).score == 1.0
     assert unit_tests_reward("    return None\n", row).score == 0.0
@@ -314,7 +319,7 @@ def test_humaneval_through_rlkit_reward_score(tmp_path):
     import subprocess
     import sys
 
-    rows = [json.loads(line) for line in gzip.open(HUMANEVAL, "rt")]
+    rows = humaneval_rows()
     for name, completion in (("canonical", None), ("none", "    return None\n")):
         source, scored = tmp_path / f"{name}.jsonl", tmp_path / f"{name}_scored.jsonl"
         source.write_text("".join(json.dumps({**r, "completion": completion or r["canonical_solution"]}) + "\n" for r in rows))

@@ -38,11 +38,12 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from rlkit.errors import DataError, MissingExtraError
 from rlkit.rewards.base import RewardResult
 from rlkit.rewards.code.extract import extract_code
 from rlkit.rewards.code.sandbox import SandboxLimits
 from rlkit.rewards.code.unit_tests import program_and_tests, run_unit_tests
+
+from rlkit.errors import DataError, MissingExtraError
 
 SEVERITIES = {"LOW": 1, "MEDIUM": 2, "HIGH": 3}
 # assert statements and the `random` module are normal in solutions to programming problems
@@ -54,7 +55,7 @@ DEFAULT_MAINTAINABILITY_RULES = (
 
 
 @lru_cache(maxsize=1)
-def _bandit():  # noqa: ANN202 - bandit has no public types for these
+def _bandit():
     """(bandit's manager module, a config), loaded once."""
     with warnings.catch_warnings():  # stevedore, under bandit, warns about its own deprecated argument
         warnings.simplefilter("ignore")
@@ -104,7 +105,7 @@ def maintainability_findings(code: str, rules: tuple[str, ...] = DEFAULT_MAINTAI
         "--select", ",".join(rules), "--config", f"lint.mccabe.max-complexity={max_complexity}",
         "--stdin-filename", "solution.py", "-",
     ]
-    done = subprocess.run(command, input=code, capture_output=True, text=True, timeout=30)
+    done = subprocess.run(command, input=code, capture_output=True, text=True, timeout=30, check=False)
     if done.returncode not in (0, 1):  # 1 = findings
         raise RuntimeError(f"ruff failed (exit {done.returncode}): {done.stderr.strip()[:300]}")
     return [{"id": d["code"], "line": d["location"]["row"], "text": d["message"]} for d in json.loads(done.stdout or "[]")]

@@ -50,7 +50,7 @@ def install_guard() -> None:
     value_error, attribute_error, import_error, permission_error = ValueError, AttributeError, ImportError, PermissionError
     runtime_error, str_type, tuple_type = RuntimeError, str, tuple
 
-    def guard(event, args):  # noqa: ANN001, ANN202 - argument types are fixed by sys.addaudithook
+    def guard(event, args):
         if event == "object.__getattr__":
             if type(args) is tuple_type and len(args) > 1 and type(args[1]) is str_type and args[1] in frame_attributes:
                 raise attribute_error(f"{args[1]} is not available in the rlkit sandbox")
@@ -74,11 +74,11 @@ def disable_signals_and_fork_exec() -> None:
     audit event). The modules are imported here, so a later import finds the patched ones; importing them
     afresh is refused by the hook."""
 
-    def no_signals(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+    def no_signals(*args, **kwargs):
         # ValueError is what signal.signal raises outside the main thread: asyncio and others handle it
         raise ValueError("signal handlers cannot be installed in the rlkit sandbox")
 
-    def no_processes(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+    def no_processes(*args, **kwargs):
         raise PermissionError("starting processes is not allowed in the rlkit sandbox")
 
     for name in ("signal", "_signal"):

@@ -34,8 +34,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from rlkit.errors import RlkitError
 from rlkit.rewards.code.cgroup import create_run_cgroup
+
+from rlkit.errors import RlkitError
 
 INSTALL_HINT = "run scripts/install_sandbox.sh (installs the Debian/Ubuntu 'bubblewrap' package) or install bubblewrap yourself"
 SANDBOX_DIR = "/sandbox"  # where the run's files are mounted, read-only
@@ -95,7 +96,8 @@ def require_sandbox() -> None:
 def _python_mounts(python: str) -> list[str]:
     """Directories a Python interpreter needs: its installation, the venv, their real locations."""
     dirs = {sys.base_prefix, sys.prefix, str(Path(python).resolve().parent.parent), str(Path(python).parent.parent)}
-    return sorted(d for d in dirs if d and not d.startswith("/usr/") and d != "/usr" and Path(d).is_dir())
+    # /usr is mounted whole; "/" would expose the host
+    return sorted(d for d in dirs if d not in ("", "/", "/usr") and not d.startswith("/usr/") and Path(d).is_dir())
 
 
 def _mount_args(python: str, files_dir: str, tmp_bytes: int) -> list[str]:
@@ -154,7 +156,7 @@ def build_command(
     return cmd
 
 
-def _feed_stdin(pipe, data: bytes) -> None:  # noqa: ANN001
+def _feed_stdin(pipe, data: bytes) -> None:
     try:
         if data:
             pipe.write(data)
