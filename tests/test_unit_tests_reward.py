@@ -140,6 +140,13 @@ def test_syntax_error_scores_zero():
     assert score("def add(a, b) return a + b\n") == 0.0
 
 
+@pytest.mark.parametrize("completion", ["", "def add(a, b):\n    return a + b  # \udcff\n", "def add(a, b):\n    return a + b\x00\n", "x" * 200_000],
+                         ids=["empty", "invalid-unicode", "null-byte", "200k-chars"])
+def test_malformed_completions_score_zero(completion):
+    result = unit_tests_reward(completion, ADD_TESTS)
+    assert result.score == 0.0 and result.info["total"] == 3
+
+
 # ---------------------------------------------------------------- attacks: each scores 0, scorer alive, host untouched
 def test_fork_bomb():
     started = time.monotonic()

@@ -118,14 +118,14 @@ def main() -> None:
         try:
             tests.append(compile(source, f"<test {index + 1}>", "exec"))
         except (SyntaxError, ValueError) as err:  # a broken test fails; the others still count
-            write(2, f"rlkit: test {index + 1} does not compile: {err}\n".encode())
+            write(2, f"rlkit: test {index + 1} does not compile: {err}\n".encode(errors="replace"))
             tests.append(None)
     setup = compile(job["setup"], "<setup>", "exec") if job.get("setup") else None
     try:
         program = compile(job["program"], "solution.py", "exec")
     except (SyntaxError, ValueError) as err:
         program = None
-        write(2, f"rlkit: the program does not compile: {type(err).__name__}: {err}\n".encode())
+        write(2, f"rlkit: the program does not compile: {type(err).__name__}: {err}\n".encode(errors="replace"))
     del job
     flags = ""
     if guarded:
