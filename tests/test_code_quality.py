@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from rlkit.rewards.code.code_quality import (
+    analysed_code,
     code_quality_reward,
     maintainability_findings,
     quality_scores,
@@ -125,3 +126,11 @@ def test_weights_are_configurable_and_quality_is_gated_on_tests():
 def test_analysis_only_needs_no_tests():
     result = code_quality_reward(PICKLE_OF_INPUT, {"id": "x"}, test_weight=0.0, gate_on_tests=False)
     assert result.info["security"] == 0.0 and result.score == pytest.approx(0.5)  # maintainability 1, security 0
+
+
+def test_a_standalone_answer_is_analysed_alone_and_a_body_with_its_prompt():
+    prompt = "def add(a, b):\n    \"\"\"Add.\"\"\"\n"
+    whole = "```python\ndef add(a: int, b: int) -> int:\n    return a + b\n```"
+    assert analysed_code(whole, prompt + "def add(a: int, b: int) -> int:\n    return a + b\n").startswith("def add(a: int")
+    body = "    return a + b\n"
+    assert analysed_code(body, prompt + body) == prompt + body  # an indented body does not parse alone

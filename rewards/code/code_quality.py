@@ -125,6 +125,17 @@ def quality_scores(code: str, security_skip: tuple[str, ...] = DEFAULT_SECURITY_
     return float(not security), 1.0 / (1 + len(maintainability)), info
 
 
+def analysed_code(completion: str, program: str) -> str:
+    """The model's own code when it stands alone (a whole function in a fenced block), else the program it
+    completes (a HumanEval body needs its prompt to parse). Defects of a given prompt are not the model's."""
+    code = extract_code(completion)
+    try:
+        ast.parse(code)
+    except (SyntaxError, ValueError):
+        return program
+    return code if code.strip() else program
+
+
 def code_quality_reward(
     completion: str,
     sample: dict[str, Any],
@@ -159,7 +170,7 @@ def code_quality_reward(
             program = extract_code(completion)
         tests_score = 1.0
     security, maintainability, analysis = quality_scores(
-        program, tuple(security_skip), min_severity, tuple(maintainability_rules), max_complexity
+        analysed_code(completion, program), tuple(security_skip), min_severity, tuple(maintainability_rules), max_complexity
     )
     gate = tests_score if gate_on_tests else 1.0
     score = (test_weight * tests_score + gate * (security_weight * security + maintainability_weight * maintainability)) / total_weight
