@@ -16,13 +16,13 @@ import torch
 
 trl = pytest.importorskip("trl")
 
-from rlkit.algos.dpo_loss import dpo_loss  # noqa: E402
-from rlkit.algos.rl_loss import make_policy_loss  # noqa: E402
-from rlkit.config import AlgorithmConfig  # noqa: E402
-from rlkit.learner.base import TokenBatch  # noqa: E402
-from rlkit.learner.logprobs import sequence_logprobs  # noqa: E402
-from rlkit.world.model import build_tiny_model  # noqa: E402
-from rlkit.world.tokenizer import build_tiny_tokenizer  # noqa: E402
+from rlkit.algos.dpo_loss import dpo_loss
+from rlkit.algos.rl_loss import make_policy_loss
+from rlkit.config import AlgorithmConfig
+from rlkit.learner.base import TokenBatch
+from rlkit.learner.logprobs import sequence_logprobs
+from rlkit.world.model import build_tiny_model
+from rlkit.world.tokenizer import build_tiny_tokenizer
 
 PROMPT_LEN, COMPLETION_LEN, BATCH = 5, 7, 4
 COMPLETION_LENGTHS = [7, 3, 5, 1]  # ragged completions, right-padded

@@ -42,7 +42,7 @@ class Critic:
         self.device, self.micro_batch_size, self.max_grad_norm = device, micro_batch_size, max_grad_norm
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=lr, betas=(0.9, 0.99))
 
-    def _micro_batches(self, batch: TokenBatch):  # noqa: ANN202
+    def _micro_batches(self, batch: TokenBatch):
         for start in range(0, len(batch), self.micro_batch_size):
             yield batch.select(slice(start, start + self.micro_batch_size)).to(self.device)
 

@@ -107,7 +107,7 @@ def run_dpo(ctx: StageContext, stage: DPOStage) -> None:
 
     if isinstance(stage, RolloutDPOStage):
         scorer = RewardPool(ctx.config.rewards, ctx.config.reward.workers, ctx.config.reward.timeout)
-        step_fn = lambda step: rollout_dpo_step(ctx, stage, scorer, stream, train_on, step)  # noqa: E731
+        step_fn = lambda step: rollout_dpo_step(ctx, stage, scorer, stream, train_on, step)
         status = {"loss": "loss", "pairs": "pairs", "acc": "accuracy", "eval": "eval/accuracy"}
     else:
         scorer = None
@@ -134,7 +134,7 @@ def run_dpo(ctx: StageContext, stage: DPOStage) -> None:
             scorer.close()
 
 
-def rollout_dpo_step(ctx: StageContext, stage: RolloutDPOStage, scorer: RewardPool, stream: PromptStream, train_on, step: int) -> dict[str, float]:  # noqa: ANN001
+def rollout_dpo_step(ctx: StageContext, stage: RolloutDPOStage, scorer: RewardPool, stream: PromptStream, train_on, step: int) -> dict[str, float]:
     """Sample k responses per prompt, label them with the rewards, pair correct with incorrect, take a DPO step."""
     started = time.perf_counter()
     rollout, n = ctx.config.rollout, ctx.config.rollout.n

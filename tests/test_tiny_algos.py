@@ -1,0 +1,220 @@
+"""Algorithms end to end on the tiny world.
+
+Fast: SFT packing (layout, and packed log-probabilities equal unpacked ones), and one RL step per
+estimator / option with the tiny model and a real reward plug-in, checking what each option must do.
+Slow: the tiny twins in recipes/tiny/, each from one shared SFT'd model, must show their effect.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from rlkit.algos.critic import Critic
+from rlkit.config import RunConfig, dump_config, load_config
+from rlkit.data import PromptStream, load_samples
+from rlkit.learner import build_learner
+from rlkit.learner.base import pad_sequences
+from rlkit.learner.logprobs import sequence_logprobs
+from rlkit.models import load_model, load_tokenizer
+from rlkit.rollout.hf import HFEngine
+from rlkit.scoring.pool import RewardPool
+from rlkit.stages.rl import RLParts, rl_step
+from rlkit.stages.sft import pack_sequences
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# --------------------------------------------------------------------------- SFT packing
+def test_pack_sequences_layout():
+    batch = pack_sequences([[1, 2, 3], [4, 5], [6, 7, 8, 9], [10]], [1, 1, 2, 0], max_length=5, pad_id=0)
+    assert batch.input_ids.tolist() == [[1, 2, 3, 4, 5], [6, 7, 8, 9, 10]]
+    assert batch.extras["position_ids"].tolist() == [[0, 1, 2, 0, 1], [0, 1, 2, 3, 0]]
+    assert batch.loss_mask.tolist() == [[0, 1, 1, 0, 1], [0, 0, 1, 1, 1]]
+    padded = pack_sequences([[1, 2, 3], [4, 5, 6]], [0, 0], max_length=4, pad_id=0)
+    assert padded.input_ids.tolist() == [[1, 2, 3], [4, 5, 6]]  # no two fit one row
+    tail = pack_sequences([[1, 2, 3], [4]], [1, 0], max_length=8, pad_id=0)
+    assert tail.input_ids.tolist() == [[1, 2, 3, 4]]
+
+
+def test_packed_logprobs_equal_unpacked():
+    """Packed sequences must not attend to each other: their log-probabilities match one-per-row."""
+    model = load_model(RunConfig.model_validate({"stages": [{"type": "sft"}]}).model).eval()
+    sequences = [[5, 9, 11, 40, 41], [7, 8, 30], [12, 13, 14, 15, 16, 17]]
+    starts = [2, 1, 3]
+    packed = pack_sequences(sequences, starts, max_length=16, pad_id=0)
+    plain = pad_sequences(sequences, starts, pad_id=0)
+    with torch.no_grad():
+        lp_packed, _ = sequence_logprobs(model, packed.input_ids, packed.attention_mask, position_ids=packed.extras["position_ids"])
+        lp_plain, _ = sequence_logprobs(model, plain.input_ids, plain.attention_mask)
+    assert torch.allclose(lp_packed[packed.loss_mask.bool()], lp_plain[plain.loss_mask.bool()], atol=1e-5)
+
+
+# --------------------------------------------------------------------------- one RL step per option
+REWARD = '''
+def even_length(completion, sample):
+    """1.0 for an even number of characters: about half of a random tiny model's samples (special tokens
+    decode to nothing, so lengths vary)."""
+    return 1.0 if len(completion) % 2 == 0 else 0.0
+'''
+
+
+def make_parts(tmp_path: Path, algorithm: dict, n: int = 4, max_new_tokens: int = 8):
+    reward_file = tmp_path / "reward.py"
+    reward_file.write_text(REWARD)
+    config = RunConfig.model_validate(
+        {
+            "rollout": {"n": n, "max_new_tokens": max_new_tokens},
+            "rewards": [{"name": f"{reward_file}:even_length"}],
+            "stages": [{"type": "rl", "batch_size": 2, "lr": 1e-3, "algorithm": algorithm}],
+        }
+    )
+    torch.manual_seed(0)
+    tokenizer, model = load_tokenizer(config.model), load_model(config.model)
+    stage, alg = config.stages[0], config.stages[0].algorithm
+    cpu = torch.device("cpu")
+    critic = Critic(model, alg.critic_lr, 64, 1.0, cpu) if alg.advantage == "gae" else None
+    learner = build_learner(config, model, stage.lr, cpu)
+    reference = learner.reference_policy() if alg.kl_coef > 0 else None
+    parts = RLParts(HFEngine(model, tokenizer), learner, RewardPool(config.rewards), tokenizer, reference, critic)
+    stream = PromptStream(load_samples(stage.data.model_copy(update={"size": 64})), seed=0)
+    return parts, stage, config.rollout, stream, model
+
+
+def step(parts, stage, rollout, stream, number: int = 1, seed: int = 1):
+    return rl_step(parts, stage, rollout, stream.take(stage.batch_size), seed=seed, accuracy_reward="even_length",
+                   more_prompts=stream.take, step=number)
+
+
+def params_of(model):
+    return [p.detach().clone() for p in model.parameters()]
+
+
+def changed(before, model) -> bool:
+    return any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+
+
+@pytest.mark.parametrize(
+    "algorithm",
+    [
+        {"advantage": "grpo"},
+        {"advantage": "dr_grpo", "loss_agg": "seq_mean_token_sum_norm"},
+        {"advantage": "rloo", "loss_agg": "seq_mean_token_mean"},
+        {"advantage": "reinforce_pp", "kl_coef": 0.05, "kl_in_reward": True, "kl_estimator": "k1"},
+        {"advantage": "grpo", "epochs": 2, "mini_batches": 2, "kl_coef": 0.01, "entropy_coef": -0.01, "dual_clip": 3.0},
+    ],
+    ids=["grpo", "dr_grpo", "rloo", "reinforce_pp_kl_reward", "ppo_epochs"],
+)
+def test_each_estimator_takes_a_step(tmp_path, algorithm):
+    parts, stage, rollout, stream, model = make_parts(tmp_path, algorithm)
+    before = params_of(model)
+    metrics = step(parts, stage, rollout, stream)
+    assert 0.0 < metrics["reward/mean"] < 1.0  # the reward varies, so there is a signal
+    assert changed(before, model) and metrics["grad_norm"] > 0
+    if algorithm.get("kl_in_reward"):
+        assert "kl_penalty" in metrics and "kl" not in metrics  # KL enters the reward, not the loss
+    if algorithm.get("epochs", 1) > 1:
+        assert metrics["clip_fraction"] >= 0.0 and parts.learner.steps == 4  # 2 epochs x 2 mini-batches
+
+
+def test_ppo_critic_warms_up_then_the_policy_trains(tmp_path):
+    parts, stage, rollout, stream, model = make_parts(tmp_path, {"advantage": "gae", "critic_warmup_steps": 1, "critic_lr": 1e-3})
+    before, critic_before = params_of(model), params_of(parts.critic.model)
+    metrics = step(parts, stage, rollout, stream, number=1)
+    assert not changed(before, model)  # policy frozen during warm-up
+    assert changed(critic_before, parts.critic.model) and metrics["critic/value_loss"] > 0
+    step(parts, stage, rollout, stream, number=2, seed=2)
+    assert changed(before, model)
+
+
+def test_entropy_only_moves_entropy_not_reward(tmp_path):
+    parts, stage, rollout, stream, model = make_parts(tmp_path, {"entropy_only": True, "entropy_coef": 1.0})
+    first = step(parts, stage, rollout, stream, number=1)
+    for number in range(2, 4):
+        last = step(parts, stage, rollout, stream, number=number, seed=number)
+    assert last["entropy"] > first["entropy"]  # the only term pushes entropy up
+    assert first["loss/total"] == pytest.approx(-first["entropy"], rel=1e-5)  # no policy-gradient term
+
+
+def test_dynamic_sampling_keeps_only_groups_with_signal(tmp_path):
+    parts, stage, rollout, stream, _ = make_parts(tmp_path, {"dynamic_sampling": True, "max_sampling_rounds": 3}, n=2)
+    generated = []
+    original = parts.engine.generate
+    parts.engine.generate = lambda prompts, sampling: generated.append(len(prompts)) or original(prompts, sampling)
+    metrics = step(parts, stage, rollout, stream)
+    assert 1 <= metrics["sampling/rounds"] <= 3 and len(generated) == metrics["sampling/rounds"]
+    assert metrics["sampling/kept_groups"] <= stage.batch_size
+    if metrics["sampling/rounds"] < 3:  # stopped early only because the batch was full
+        assert metrics["sampling/kept_groups"] == stage.batch_size
+
+
+def test_overlong_filter_masks_truncated_samples(tmp_path):
+    # 3 new tokens: nearly every sample is cut off, so nearly nothing is left for the loss
+    parts, stage, rollout, stream, model = make_parts(tmp_path, {"overlong_filter": True}, max_new_tokens=3)
+    seen = {}
+    train_step = parts.learner.train_step
+    parts.learner.train_step = lambda batch, loss_fn: seen.setdefault("mask", batch.loss_mask.clone()) is None or train_step(batch, loss_fn)
+    metrics = step(parts, stage, rollout, stream)
+    truncated = metrics["response_length/truncated"]
+    assert float(seen["mask"].sum(1).gt(0).float().mean()) == pytest.approx(1.0 - truncated)
+
+
+# --------------------------------------------------------------------------- tiny twins (slow)
+def run_from_shared_sft(recipe: Path, sft_output: Path, run_dir: Path, overrides: list[str] | None = None) -> dict:
+    """Run a twin's later stages from an SFT output shared by all twins (their sft stages are identical)."""
+    from rlkit.runner import run_recipe
+
+    config = load_config(recipe, overrides)
+    run_dir.mkdir(parents=True)
+    (run_dir / "config.yaml").write_text(dump_config(config))
+    shutil.copytree(sft_output, run_dir / "stages" / "sft" / "output")
+    summary = run_recipe(config, run_dir, resume=True)  # resume: the finished sft stage is skipped
+    summary["metrics"] = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return summary
+
+
+@pytest.fixture(scope="module")
+def sft_output(tmp_path_factory) -> Path:
+    from rlkit.runner import run_recipe
+
+    config = load_config(ROOT / "recipes" / "tiny" / "tiny_one_shot.yaml")
+    config = config.model_copy(update={"stages": config.stages[:1]})
+    run_dir = tmp_path_factory.mktemp("shared_sft") / "run"
+    run_recipe(config, run_dir)
+    return run_dir / "stages" / "sft" / "output"
+
+
+def gain(summary: dict) -> float:
+    return summary["final_eval"]["accuracy"] - summary["initial_eval"]["accuracy"]
+
+
+@pytest.mark.slow
+def test_tiny_one_shot_generalizes(sft_output, tmp_path):
+    summary = run_from_shared_sft(ROOT / "recipes" / "tiny" / "tiny_one_shot.yaml", sft_output, tmp_path / "run")
+    assert gain(summary) > 0  # trained on one problem, better on 200 others
+
+
+@pytest.mark.slow
+def test_tiny_rollout_dpo_improves(sft_output, tmp_path):
+    summary = run_from_shared_sft(ROOT / "recipes" / "tiny" / "tiny_rollout_dpo.yaml", sft_output, tmp_path / "run")
+    assert gain(summary) > 0
+    assert sum(m.get("pairs", 0) for m in summary["metrics"]) > 0
+
+
+@pytest.mark.slow
+def test_tiny_ppo_value_loss_falls_and_accuracy_rises(sft_output, tmp_path):
+    summary = run_from_shared_sft(ROOT / "recipes" / "tiny" / "tiny_ppo.yaml", sft_output, tmp_path / "run")
+    losses = [m["critic/value_loss"] for m in summary["metrics"] if m.get("critic/value_loss") is not None]
+    assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5
+    assert gain(summary) > 0
+
+
+@pytest.mark.slow
+def test_tiny_entropy_only_raises_entropy(sft_output, tmp_path):
+    summary = run_from_shared_sft(ROOT / "recipes" / "tiny" / "tiny_entropy_only.yaml", sft_output, tmp_path / "run")
+    entropy = [m["entropy"] for m in summary["metrics"] if m.get("entropy") is not None]
+    assert entropy[-1] > entropy[0]
