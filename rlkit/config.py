@@ -75,6 +75,7 @@ class LoraConfig(Section):
     alpha: int = 32
     dropout: float = 0.0
     target_modules: list[str] | str = Field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+    stages: list[str] | None = Field(None, description="names of the stages that train an adapter; None = every stage, others train fully.")
 
 
 class LearnerConfig(Section):

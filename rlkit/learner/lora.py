@@ -14,7 +14,7 @@ from typing import Callable, Iterator
 
 import torch
 
-from rlkit.config import LoraConfig
+from rlkit.config import LearnerConfig, LoraConfig
 
 ADAPTER_DIR = "adapter"
 BASE_LAYER = ".base_layer"
@@ -51,6 +51,13 @@ def lora_layers(base_model: torch.nn.Module) -> dict[str, torch.nn.Module]:
     from peft.tuners.lora import LoraLayer
 
     return {name: module for name, module in base_model.named_modules() if isinstance(module, LoraLayer)}
+
+
+def learner_for_stage(learner: LearnerConfig, stage_name: str) -> LearnerConfig:
+    """The learner config a stage trains with: without LoRA when `learner.lora.stages` leaves it out."""
+    if learner.lora is None or learner.lora.stages is None or stage_name in learner.lora.stages:
+        return learner
+    return learner.model_copy(update={"lora": None})
 
 
 GatherFn = Callable[[list[torch.nn.Parameter]], AbstractContextManager]

@@ -145,12 +145,14 @@ class PolicyWorker(EngineHost):
         return True
 
     # ------------------------------------------------------------------ learner rank
-    def build_learner(self, state: dict[str, torch.Tensor], lr: float, warmup_steps: int) -> bool:
+    def build_learner(self, state: dict[str, torch.Tensor], lr: float, warmup_steps: int, learner: dict | None = None) -> bool:
+        """A fresh learner for a stage, from the driver's weights; `learner` is the stage's learner config."""
         from rlkit.learner import build_learner
 
         self.learner = self.reference = None  # free the previous stage's learner first
         model = _fresh_model(self.config, state, self.device)
-        self.learner = build_learner(self.config, model, lr, self.device, warmup_steps)
+        config = self.config if learner is None else self.config.model_copy(update={"learner": type(self.config.learner).model_validate(learner)})
+        self.learner = build_learner(config, model, lr, self.device, warmup_steps)
         return True
 
     def logprobs(self, shard: Any, with_entropy: bool) -> tuple[torch.Tensor, torch.Tensor | None]:

@@ -147,8 +147,11 @@ class RayRuntime:
     # ------------------------------------------------------------------ the stage context's factories
     def build_learner(self, ctx: Any, stage: StageBase) -> LearnerGroup:
         ray = import_ray()
+        from rlkit.learner.lora import learner_for_stage
+
         state = ray.put(plain_weights(ctx.model))
-        gather([(name, h.build_learner.remote(state, stage.lr, stage.warmup_steps)) for name, h in self.learners])
+        learner = learner_for_stage(self.config.learner, str(stage.name)).model_dump(mode="json")
+        gather([(name, h.build_learner.remote(state, stage.lr, stage.warmup_steps, learner)) for name, h in self.learners])
         self.weight_meta = None  # a new learner (LoRA or not, dtype) may name or type its weights differently
         return self.learner_group
 

@@ -77,8 +77,10 @@ class StageContext:
         if self.runtime is not None:
             return self.runtime.build_learner(self, stage)
         from rlkit.learner import build_learner
+        from rlkit.learner.lora import learner_for_stage
 
-        return build_learner(self.config, self.model, stage.lr, self.device, stage.warmup_steps)
+        config = self.config.model_copy(update={"learner": learner_for_stage(self.config.learner, str(stage.name))})
+        return build_learner(config, self.model, stage.lr, self.device, stage.warmup_steps)
 
     def build_engine(self) -> RolloutEngine:
         if self.runtime is not None:
