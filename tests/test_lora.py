@@ -115,3 +115,12 @@ def test_lora_recipe_key_validates(tmp_path):
     assert load_config(recipe).learner.lora.r == 8
     with pytest.raises(Exception, match="learner.lora.rank"):
         load_config(recipe, ["learner.lora.rank=4"])
+
+
+def test_lora_stages_limits_adapters_to_the_named_stages():
+    from rlkit.learner.lora import learner_for_stage
+
+    config = LearnerConfig(lora=LoraConfig(stages=["rl"]))
+    assert learner_for_stage(config, "rl").lora is not None
+    assert learner_for_stage(config, "sft").lora is None  # full fine-tuning there
+    assert learner_for_stage(LearnerConfig(lora=LoraConfig()), "sft").lora is not None  # default: every stage
