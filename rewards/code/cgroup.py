@@ -82,6 +82,7 @@ def _make_child(parent: Path, name: str, settings: dict[str, int]) -> Path | Non
 def _remove(directory: Path, wait_s: float = 2.0) -> None:
     """rmdir once the run's processes are gone (the kernel reaps a killed namespace asynchronously)."""
     deadline = time.monotonic() + wait_s
+    pause = 0.001  # usually empty within a few ms of bwrap's exit
     while True:
         try:
             directory.rmdir()
@@ -90,8 +91,9 @@ def _remove(directory: Path, wait_s: float = 2.0) -> None:
             return
         except OSError:
             if time.monotonic() > deadline:
-                return  # still busy: left for the kernel's release agent or the next clean-up
-            time.sleep(0.05)
+                return  # still busy: removed by a later run's clean-up (_remove_stale)
+            time.sleep(pause)
+            pause = min(pause * 2, 0.05)
 
 
 @dataclass
