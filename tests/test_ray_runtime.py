@@ -170,7 +170,7 @@ CALLS = 0
 def reward(completion, sample):
     global CALLS
     CALLS += 1
-    if CALLS > {limit}:  # the third RL step: the reward actor's process dies
+    if CALLS > {limit} and os.path.exists({marker!r}):  # the third RL step: the reward actor's process dies
         os._exit(3)
     return 0.0
 """
@@ -178,13 +178,15 @@ def reward(completion, sample):
 
 @pytest.mark.ray
 @pytest.mark.slow
-def test_dead_actor_stops_the_run_naming_it_and_keeps_the_checkpoint(tmp_path):
+def test_dead_actor_stops_the_run_naming_it_and_resume_continues_from_the_checkpoint(tmp_path):
     pytest.importorskip("ray")
     from rlkit.runner import run_recipe
     from rlkit.runtime.groups import WorkerDied
 
     killer = tmp_path / "killer.py"
-    killer.write_text(KILLER_REWARD.format(limit=2 * 2 * 4))  # 2 steps x 2 prompts x 4 samples
+    marker = tmp_path / "armed"
+    marker.write_text("")
+    killer.write_text(KILLER_REWARD.format(limit=2 * 2 * 4, marker=str(marker)))  # 2 steps x 2 prompts x 4 samples
     recipe = tmp_path / "r.yaml"
     recipe.write_text(textwrap.dedent(f"""
         runtime: ray
@@ -201,6 +203,11 @@ def test_dead_actor_stops_the_run_naming_it_and_keeps_the_checkpoint(tmp_path):
     message = str(err.value)
     assert "'rlkit-reward-pool' died" in message and "step-000002" in message and "--resume" in message
     assert (tmp_path / "run" / "stages" / "rl" / "checkpoints" / "step-000002" / "state.json").exists()
+
+    marker.unlink()  # the fault is gone: --resume continues from step 2 on fresh actors
+    summary = run_recipe(load_config(tmp_path / "run" / "config.yaml"), tmp_path / "run", resume=True)
+    steps = [json.loads(line)["step"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4, 5] and "final_eval" in summary
 
 
 @pytest.mark.ray
