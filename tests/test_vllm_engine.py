@@ -92,7 +92,7 @@ def trained_learner(base_policy: torch.nn.Module, prompts, responses, lora: Lora
 
     def nll(micro, logprobs, entropy):  # noqa: ANN001, ANN202 - the LossFn seam
         loss = -(logprobs * micro.loss_mask).sum() / batch.loss_mask.sum()
-        return loss, {"loss": float(loss)}
+        return loss, {"loss": float(loss.detach())}
 
     for _ in range(3):
         learner.train_step(batch, nll)

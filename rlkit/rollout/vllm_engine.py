@@ -29,7 +29,7 @@ from rlkit.errors import ConfigError
 from rlkit.rollout.base import Completion, SamplingParams
 from rlkit.rollout.weight_group import open_weight_update_group, receive_weights
 
-MIN_VLLM = "0.11.0"  # first release with every API used here (LLM.apply_model, kv_cache_memory_bytes, logprobs_mode)
+MIN_VLLM = "0.11.0"  # first release with every API used here (kv_cache_memory_bytes, logprobs_mode, worker_extension_cls)
 TESTED_VLLM = "0.32.0"
 INSTALL_HINT = "install it with `pip install 'rlkit[gpu]'` on a GPU machine, or `bash scripts/setup_vllm_venv.sh` (CPU build, .venv-vllm)"
 CPU_KV_CACHE_BYTES = 512 << 20  # CPU only: vLLM otherwise sizes the KV cache from free RAM; 512 MiB holds 128k tiny-model tokens
