@@ -112,7 +112,7 @@ def _run_stages(ctx: StageContext) -> None:
         if previous_output is not None:  # continue from the last finished stage's model
             ctx.model.load_state_dict(type(ctx.model).from_pretrained(previous_output).state_dict())
             previous_output = None
-        ctx.engine = ctx.build_engine()
+        _replace_engine(ctx)
         if index == first_rl and "initial_eval" not in ctx.summary:
             ctx.summary["initial_eval"] = ctx.evaluate()
             ctx.save_summary()
@@ -126,11 +126,20 @@ def _run_stages(ctx: StageContext) -> None:
         print(f"[{stage.name}] done: held-out accuracy {result['accuracy']:.3f}", flush=True)
     if previous_output is not None:
         ctx.model.load_state_dict(type(ctx.model).from_pretrained(previous_output).state_dict())
-        ctx.engine = ctx.build_engine()
+        _replace_engine(ctx)
     if "final_eval" not in ctx.summary:
         last = config.stages[-1].name
         ctx.summary["final_eval"] = ctx.summary["stages"].get(str(last), {}).get("eval") or ctx.evaluate()
     _save_final(ctx)
+
+
+def _replace_engine(ctx: StageContext) -> None:
+    """A fresh engine for the next stage; the previous one gives its memory back first (vLLM holds
+    its `gpu_memory_utilization` share until closed)."""
+    close = getattr(ctx.engine, "close", None)
+    if close is not None:
+        close()
+    ctx.engine = ctx.build_engine()
 
 
 def _save_final(ctx: StageContext) -> None:
