@@ -42,7 +42,29 @@ class SampledTokenLogprobs(LogitsProcessor):
         return torch.stack(self.chosen, dim=1) if self.chosen else sequences.new_zeros((sequences.shape[0], 0), dtype=torch.float)
 
 
-class HFEngine:
+class InProcessWeights:
+    """Weight updates for an engine that holds a torch module in this process."""
+
+    model: PreTrainedModel
+
+    @torch.no_grad()
+    def update_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> None:
+        """Copy in place (captured CUDA graphs keep reading the same storage); free when shared with the learner."""
+        params = dict(self.model.named_parameters())
+        for name, tensor in named_tensors:
+            if name not in params:
+                raise KeyError(f"engine model has no parameter named {name!r}")
+            if params[name].data_ptr() != tensor.data_ptr():  # the same storage in the local runtime
+                params[name].copy_(tensor.to(params[name].device, params[name].dtype))
+
+    def sleep(self) -> None:
+        pass  # shares the learner's memory
+
+    def wake(self) -> None:
+        pass
+
+
+class HFEngine(InProcessWeights):
     def __init__(self, model: PreTrainedModel, tokenizer, static_cache: bool = False, batch_size: int = 512):  # noqa: ANN001
         self.model, self.tokenizer = model, tokenizer
         self.static_cache = static_cache
@@ -123,18 +145,3 @@ class HFEngine:
                 )
             )
         return completions
-
-    @torch.no_grad()
-    def update_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> None:
-        params = dict(self.model.named_parameters())
-        for name, tensor in named_tensors:
-            if name not in params:
-                raise KeyError(f"engine model has no parameter named {name!r}")
-            if params[name].data_ptr() != tensor.data_ptr():  # the same storage in the local runtime
-                params[name].copy_(tensor.to(params[name].device, params[name].dtype))
-
-    def sleep(self) -> None:
-        pass  # shares the learner's memory
-
-    def wake(self) -> None:
-        pass

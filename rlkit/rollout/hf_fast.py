@@ -23,13 +23,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Callable, Iterable
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
 
 from rlkit.errors import ConfigError
 from rlkit.rollout.base import Completion, SamplingParams
+from rlkit.rollout.hf import InProcessWeights
 
 log = logging.getLogger("rlkit.rollout")
 
@@ -97,7 +98,7 @@ class _DecodeState:
     graph: torch.cuda.CUDAGraph | None = None
 
 
-class FastHFEngine:
+class FastHFEngine(InProcessWeights):
     """Static-cache engine; `cuda_graph`/`compile` default to on for CUDA, off for CPU."""
 
     def __init__(
@@ -416,20 +417,3 @@ class FastHFEngine:
             for row in range(rows)
         ]
         return completions
-
-    # ------------------------------------------------------------------ weights
-    @torch.no_grad()
-    def update_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> None:
-        """Copy in place: captured graphs keep reading the same parameter storage."""
-        params = dict(self.model.named_parameters())
-        for name, tensor in named_tensors:
-            if name not in params:
-                raise KeyError(f"engine model has no parameter named {name!r}")
-            if params[name].data_ptr() != tensor.data_ptr():
-                params[name].copy_(tensor.to(params[name].device, params[name].dtype))
-
-    def sleep(self) -> None:
-        pass  # shares the learner's memory
-
-    def wake(self) -> None:
-        pass
