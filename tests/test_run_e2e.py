@@ -59,6 +59,7 @@ def wait_for(predicate, timeout: float, proc: subprocess.Popen) -> None:
     raise AssertionError("timed out")
 
 
+@pytest.mark.slow  # two CLI processes; ~40 s on an idle 2-core machine
 def test_sigint_mid_rl_saves_a_checkpoint_and_resume_finishes(tmp_path):
     recipe = tmp_path / "r.yaml"
     recipe.write_text(
