@@ -132,7 +132,7 @@ def test_ppo_critic_warms_up_then_the_policy_trains(tmp_path):
 
 
 def test_entropy_only_moves_entropy_not_reward(tmp_path):
-    parts, stage, rollout, stream, model = make_parts(tmp_path, {"entropy_only": True, "entropy_coef": 1.0})
+    parts, stage, rollout, stream, _ = make_parts(tmp_path, {"entropy_only": True, "entropy_coef": 1.0})
     first = step(parts, stage, rollout, stream, number=1)
     for number in range(2, 4):
         last = step(parts, stage, rollout, stream, number=number, seed=number)
@@ -154,7 +154,7 @@ def test_dynamic_sampling_keeps_only_groups_with_signal(tmp_path):
 
 def test_overlong_filter_masks_truncated_samples(tmp_path):
     # 3 new tokens: nearly every sample is cut off, so nearly nothing is left for the loss
-    parts, stage, rollout, stream, model = make_parts(tmp_path, {"overlong_filter": True}, max_new_tokens=3)
+    parts, stage, rollout, stream, _ = make_parts(tmp_path, {"overlong_filter": True}, max_new_tokens=3)
     seen = {}
     train_step = parts.learner.train_step
     parts.learner.train_step = lambda batch, loss_fn: seen.setdefault("mask", batch.loss_mask.clone()) is None or train_step(batch, loss_fn)
