@@ -218,3 +218,18 @@ def test_tiny_entropy_only_raises_entropy(sft_output, tmp_path):
     summary = run_from_shared_sft(ROOT / "recipes" / "tiny" / "tiny_entropy_only.yaml", sft_output, tmp_path / "run")
     entropy = [m["entropy"] for m in summary["metrics"] if m.get("entropy") is not None]
     assert entropy[-1] > entropy[0]
+
+
+def test_critic_state_is_checkpointed(tmp_path):
+    from rlkit.algos.critic import LearnerWithCritic
+
+    parts, stage, rollout, stream, model = make_parts(tmp_path, {"advantage": "gae", "critic_lr": 1e-3})
+    step(parts, stage, rollout, stream)
+    wrapped = LearnerWithCritic(parts.learner, parts.critic)
+    (tmp_path / "ckpt").mkdir()
+    wrapped.save(tmp_path / "ckpt")
+    trained = params_of(parts.critic.model)
+    fresh = Critic(model, 1e-3, 64, 1.0, torch.device("cpu"))
+    LearnerWithCritic(parts.learner, fresh).load(tmp_path / "ckpt")
+    assert all(torch.equal(a, b) for a, b in zip(trained, fresh.model.parameters()))
+    assert wrapped.steps == parts.learner.steps  # everything else is the learner's

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import math
+from pathlib import Path
 
 import torch
 
@@ -71,3 +72,32 @@ class Critic:
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         return {"critic/value_loss": total, "critic/clip_fraction": clipped_tokens / num_tokens, "critic/grad_norm": float(grad_norm)}
+
+    def save(self, path: str | Path) -> None:
+        torch.save({"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()}, path)
+
+    def load(self, path: str | Path) -> None:
+        state = torch.load(path, map_location=self.device, weights_only=False)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+
+
+class LearnerWithCritic:
+    """The policy learner as the stage loop sees it, with the critic saved and restored in its checkpoints,
+    so a resumed PPO stage continues with the critic it had. Everything else goes to the learner."""
+
+    CRITIC_FILE = "critic.pt"
+
+    def __init__(self, learner, critic: Critic):  # noqa: ANN001
+        self.learner, self.critic = learner, critic
+
+    def save(self, directory: str | Path) -> None:
+        self.learner.save(directory)
+        self.critic.save(Path(directory) / self.CRITIC_FILE)
+
+    def load(self, directory: str | Path) -> None:
+        self.learner.load(directory)
+        self.critic.load(Path(directory) / self.CRITIC_FILE)
+
+    def __getattr__(self, name: str):  # noqa: ANN204
+        return getattr(self.learner, name)

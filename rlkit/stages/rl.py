@@ -19,7 +19,7 @@ from rlkit.algos.advantages import (
     rloo_advantages,
     token_rewards,
 )
-from rlkit.algos.critic import Critic
+from rlkit.algos.critic import Critic, LearnerWithCritic
 from rlkit.algos.kl import kl_estimate
 from rlkit.algos.rl_loss import make_policy_loss
 from rlkit.algos.sampling import groups_with_signal, overlong_mask
@@ -281,7 +281,7 @@ def run_rl(ctx: StageContext, stage: RLStage) -> None:
         run_steps(
             ctx,
             stage,
-            learner,
+            learner if critic is None else LearnerWithCritic(learner, critic),  # checkpoints keep the critic
             stream,
             lambda step: rl_step(parts, stage, ctx.config.rollout, stream.take(stage.batch_size),
                                  seed=ctx.config.seed * 100003 + step, accuracy_reward=ctx.config.eval.reward,
