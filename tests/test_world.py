@@ -28,10 +28,24 @@ def test_chat_template_ends_at_the_assistant_turn():
     assert ids[0] == tok.convert_tokens_to_ids("<|im_start|>")
 
 
-def test_unknown_characters_map_to_unk_not_pad():
+def test_any_unicode_round_trips_as_bytes():
     tok = build_tiny_tokenizer()
-    ids = tok("é", add_special_tokens=False)["input_ids"]
-    assert ids == [tok.unk_token_id] and tok.unk_token_id != tok.pad_token_id
+    text = "é ∫ \t x"
+    ids = tok(text, add_special_tokens=False)["input_ids"]
+    assert len(ids) == len(text.encode()) and tok.decode(ids) == text
+    assert tok.unk_token_id not in ids
+
+
+def test_a_saved_run_loads_with_autotokenizer_as_qwen2_with_the_same_ids(tmp_path):
+    """AutoTokenizer picks Qwen2Tokenizer for a qwen2 model directory; it must tokenize as we do."""
+    tok = build_tiny_tokenizer()
+    build_tiny_model().save_pretrained(tmp_path)
+    tok.save_pretrained(tmp_path)
+    loaded = AutoTokenizer.from_pretrained(tmp_path)
+    messages = [{"role": "user", "content": "Compute 18+58+26."}]
+    text = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True) + "<think>\n8+8+6=22\n"
+    assert loaded(text, add_special_tokens=False)["input_ids"] == tok(text, add_special_tokens=False)["input_ids"]
+    assert loaded.decode(tok(text, add_special_tokens=False)["input_ids"]) == text
 
 
 def test_teacher_solutions_are_correct_and_splits_disjoint():

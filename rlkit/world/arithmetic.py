@@ -1,8 +1,18 @@
 """Synthetic arithmetic with a programmatic chain-of-thought teacher.
 
-A problem chains two or three operands with + and -; the teacher writes one line per
-operation and ends with the answer in \\boxed{}. Train and test splits are disjoint: a
-problem's split is fixed by a hash of its text.
+A problem adds two or three two-digit numbers. The teacher works column by column, as on
+paper: the units column first (its sum), then the tens column with the carry, and boxes the
+answer. Each line needs a few digits and a one-digit addition fact, which a tiny transformer
+learns in minutes on a CPU; getting every digit right is what RL then improves.
+
+    Compute 47+38+12.
+    <think>
+    7+8+2=17
+    4+3+1+1=9
+    </think>
+    \\boxed{97}
+
+Train and test splits are disjoint: a problem's split is fixed by a hash of its text.
 """
 
 from __future__ import annotations
@@ -17,25 +27,15 @@ def _split_of(expr: str) -> str:
     return "test" if int(hashlib.sha1(expr.encode()).hexdigest(), 16) % 5 == 0 else "train"
 
 
-def _random_problem(rng: random.Random) -> tuple[str, list[str], int]:
-    value = rng.randint(10, 99)
-    expr, lines = str(value), []
-    for _ in range(rng.choice((1, 2))):
-        operand = rng.randint(1, 99)
-        if rng.random() < 0.5 or operand > value:
-            new = value + operand
-            lines.append(f"{value}+{operand}={new}")
-            expr += f"+{operand}"
-        else:
-            new = value - operand
-            lines.append(f"{value}-{operand}={new}")
-            expr += f"-{operand}"
-        value = new
-    return expr, lines, value
-
-
-def teacher_solution(lines: list[str], answer: int) -> str:
-    return "<think>\n" + "\n".join(lines) + "\n</think>\n\\boxed{" + str(answer) + "}"
+def teacher_solution(operands: list[int]) -> str:
+    """Column addition: units column, then tens column plus the carry; the answer is boxed."""
+    units = sum(n % 10 for n in operands)
+    carry = units // 10
+    tens = sum(n // 10 for n in operands) + carry
+    units_line = "+".join(str(n % 10) for n in operands) + f"={units}"
+    tens_line = "+".join([str(n // 10) for n in operands] + ([str(carry)] if carry else [])) + f"={tens}"
+    answer = tens * 10 + units % 10
+    return f"<think>\n{units_line}\n{tens_line}\n</think>\n\\boxed{{{answer}}}"
 
 
 def arithmetic_samples(split: str, size: int, seed: int = 0) -> list[dict]:
@@ -43,7 +43,8 @@ def arithmetic_samples(split: str, size: int, seed: int = 0) -> list[dict]:
     rng = random.Random(f"arithmetic-{split}-{seed}")
     samples, seen = [], set()
     while len(samples) < size:
-        expr, lines, answer = _random_problem(rng)
+        operands = [rng.randint(10, 99) for _ in range(rng.choice((2, 3)))]
+        expr = "+".join(map(str, operands))
         if expr in seen or _split_of(expr) != split:
             continue
         seen.add(expr)
@@ -51,8 +52,8 @@ def arithmetic_samples(split: str, size: int, seed: int = 0) -> list[dict]:
             {
                 "id": f"arith-{split}-{len(samples)}",
                 "problem": PROMPT.format(expr=expr),
-                "answer": str(answer),
-                "solution": teacher_solution(lines, answer),
+                "answer": str(sum(operands)),
+                "solution": teacher_solution(operands),
             }
         )
     return samples

@@ -1,13 +1,20 @@
-"""A character-level tokenizer with a Qwen-style chat template, saved in Hugging Face format."""
+"""A character-level tokenizer with a Qwen-style chat template, saved in Hugging Face format.
+
+Every byte is one token, in the byte-level alphabet that Qwen2's own tokenizer uses (BPE with no
+merges), so ASCII text is one token per character. Why byte-level: a saved model directory whose
+config says `qwen2` is loaded by `AutoTokenizer` (and vLLM) as `Qwen2Tokenizer`, which imposes its
+byte-level pre-tokenizer and decoder; with this alphabet that yields exactly the same ids and text.
+"""
 
 from __future__ import annotations
 
-from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers
+from tokenizers.pre_tokenizers import ByteLevel
 from transformers import PreTrainedTokenizerFast
 
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|unk|>"]
-CHARACTERS = [chr(i) for i in range(32, 127)] + ["\n"]
-VOCAB_SIZE = 128  # model embedding rows; room above len(SPECIAL_TOKENS + CHARACTERS) == 100
+BYTE_TOKENS = sorted(ByteLevel.alphabet())  # 256 characters, one per byte
+VOCAB_SIZE = 272  # model embedding rows: 4 special + 256 byte tokens, rounded up to a multiple of 16
 
 CHAT_TEMPLATE = (
     "{% for message in messages %}"
@@ -18,10 +25,11 @@ CHAT_TEMPLATE = (
 
 
 def build_tiny_tokenizer() -> PreTrainedTokenizerFast:
-    vocab = {token: i for i, token in enumerate(SPECIAL_TOKENS + CHARACTERS)}
-    core = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<|unk|>"))
-    core.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")  # one token per character
-    core.decoder = decoders.Fuse()
+    vocab = {token: i for i, token in enumerate(SPECIAL_TOKENS + BYTE_TOKENS)}
+    core = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token="<|unk|>"))
+    core.normalizer = normalizers.NFC()
+    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    core.decoder = decoders.ByteLevel()
     core.add_special_tokens(SPECIAL_TOKENS)
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=core,
