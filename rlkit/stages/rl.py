@@ -168,7 +168,7 @@ def rl_step(
     completions, reward = rollouts.completions, rollouts.reward
     metrics = rollout_metrics(seen, accuracy_reward)
     if not completions:  # dynamic sampling found no group with a signal: nothing to learn from
-        return {**metrics, **timings, "sampling/kept_groups": 0.0}
+        return {**metrics, **timings, "sampling/kept_groups": 0.0, "sampling/rounds": float(seen.rounds)}
 
     batch = completions_to_batch(completions, torch.zeros(len(completions)), parts.tokenizer.pad_token_id)
     mask = batch.loss_mask
