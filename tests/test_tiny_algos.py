@@ -193,12 +193,14 @@ def gain(summary: dict) -> float:
 
 
 @pytest.mark.slow
+@pytest.mark.gain  # not yet measured on the column-addition tiny world
 def test_tiny_one_shot_generalizes(sft_output, tmp_path):
     summary = run_from_shared_sft(ROOT / "recipes" / "tiny" / "tiny_one_shot.yaml", sft_output, tmp_path / "run")
     assert gain(summary) > 0  # trained on one problem, better on 200 others
 
 
 @pytest.mark.slow
+@pytest.mark.gain  # not yet measured on the column-addition tiny world
 def test_tiny_rollout_dpo_improves(sft_output, tmp_path):
     summary = run_from_shared_sft(ROOT / "recipes" / "tiny" / "tiny_rollout_dpo.yaml", sft_output, tmp_path / "run")
     assert gain(summary) > 0
@@ -206,6 +208,7 @@ def test_tiny_rollout_dpo_improves(sft_output, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.gain  # not yet measured on the column-addition tiny world
 def test_tiny_ppo_value_loss_falls_and_accuracy_rises(sft_output, tmp_path):
     summary = run_from_shared_sft(ROOT / "recipes" / "tiny" / "tiny_ppo.yaml", sft_output, tmp_path / "run")
     losses = [m["critic/value_loss"] for m in summary["metrics"] if m.get("critic/value_loss") is not None]
