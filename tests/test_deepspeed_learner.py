@@ -106,7 +106,6 @@ def test_config_follows_the_recipe():
 
 
 @pytest.mark.slow
-@pytest.mark.gain  # not yet measured on the column-addition tiny world
 def test_quickstart_with_deepspeed_learner_gains_15_points(tmp_path):
     from rlkit.config import load_config
     from rlkit.runner import run_recipe
