@@ -212,7 +212,6 @@ def test_dead_actor_stops_the_run_naming_it_and_resume_continues_from_the_checkp
 
 @pytest.mark.ray
 @pytest.mark.slow
-@pytest.mark.gain  # not yet measured on the column-addition tiny world
 def test_quickstart_on_ray_gains_15_points(tmp_path):
     pytest.importorskip("ray")
     from rlkit.runner import run_recipe
