@@ -11,12 +11,14 @@ import pytest
 from rlkit.cli import main as cli_main
 from rlkit.config import load_config
 from rlkit.runner import run_recipe
+from tests.conftest import SHARED_DATA
 
 REPO = Path(__file__).resolve().parents[1]
-HUMANEVAL = Path("/work/shared/data/code/HumanEval.jsonl.gz")
+HUMANEVAL = SHARED_DATA / "code" / "HumanEval.jsonl.gz"
 
 
-def test_real_code_recipe_dry_run(capsys):
+def test_real_code_recipe_dry_run(capsys, monkeypatch):
+    monkeypatch.chdir(REPO)  # recipe paths (../shared/data/...) resolve against the directory rlkit runs from
     assert cli_main(["run", str(REPO / "recipes" / "real_code.yaml"), "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "name: code_quality" in out and "Qwen/Qwen2.5-Coder" in out and "HumanEval.jsonl.gz" in out
