@@ -68,6 +68,21 @@ def test_gradient_accumulation_over_micro_batches_gives_the_same_step():
     assert max_weight_gap(one_pass, accumulated) < TOL
 
 
+def test_dpo_pairs_stay_whole_in_micro_batches():
+    """3 pairs with micro_batch_size 3 -> 2 micro-batches of 4 + 2 rows (never 3 + 3): same step as one pass."""
+    from rlkit.config import DPOStage
+    from rlkit.stages.dpo import make_dpo_loss, preference_batch
+
+    base = build_tiny_model(seed=3)
+    batch = preference_batch([([5, 6, 7], [8, 9], [10]), ([11], [12, 13, 14], [15, 16]), ([17, 18], [19], [20, 21, 22])], 16, 0)
+    batch.extras["ref_logprobs"] = torch.zeros(batch.input_ids.shape)
+    loss_fn = make_dpo_loss(DPOStage(type="dpo", beta=0.1), num_pairs=3)
+    split = DeepSpeedLearner(copy.deepcopy(base), LearnerConfig(micro_batch_size=3), lr=1e-3, device=CPU)
+    whole = DeepSpeedLearner(copy.deepcopy(base), LearnerConfig(micro_batch_size=6), lr=1e-3, device=CPU)
+    assert split.train_step(batch, loss_fn)["loss"] == pytest.approx(whole.train_step(batch, loss_fn)["loss"], abs=1e-6)
+    assert max_weight_gap(split, whole) < TOL
+
+
 def test_checkpoint_round_trip_restores_weights_optimizer_and_step(tmp_path):
     base = build_tiny_model(seed=2)
     learner = DeepSpeedLearner(copy.deepcopy(base), LearnerConfig(micro_batch_size=4), lr=1e-3, device=CPU)

@@ -6,6 +6,7 @@ runtime=ray still learns (slow)."""
 
 import copy
 import json
+import math
 import sys
 import textwrap
 from types import SimpleNamespace
@@ -161,6 +162,33 @@ def test_split_placement_broadcasts_merged_lora_weights_over_the_gloo_group(runt
     base_lp, _ = TorchLearner(copy.deepcopy(model), run_config().learner, 1e-2, torch.device("cpu")).logprobs(batch)
     mask = batch.loss_mask.bool()
     assert torch.allclose(ref_lp[mask], base_lp[mask], atol=1e-5)
+
+
+@pytest.mark.ray
+def test_two_rank_dpo_step_keeps_pairs_on_one_rank_and_matches_one_learner(runtime_factory):
+    """3 (chosen, rejected) pairs over 2 ranks: 2 pairs + 1 pair, never a split pair; the remote
+    reference (a frozen copy on each rank) and the step equal one local learner's."""
+    from rlkit.config import DPOStage
+    from rlkit.stages.dpo import make_dpo_loss, preference_batch
+
+    config = run_config(train_gpus=2)
+    runtime = runtime_factory(config)
+    model = build_tiny_model(seed=6)
+    ctx = SimpleNamespace(model=model)
+    runtime.build_engine(ctx)
+    group = runtime.build_learner(ctx, config.stages[0])
+    single = TorchLearner(copy.deepcopy(model), config.learner, lr=1e-2, device=torch.device("cpu"))
+    pairs = [([5, 6, 7], [8, 9], [10]), ([11], [12, 13, 14], [15, 16]), ([17, 18], [19], [20, 21, 22])]
+    batch = preference_batch(pairs, max_length=16, pad_id=0)
+    reference = group.reference_policy()
+    assert reference.kind == "frozen_copy"
+    batch.extras["ref_logprobs"], _ = reference.logprobs(batch)
+    loss_fn = make_dpo_loss(DPOStage(type="dpo", beta=0.1), num_pairs=3)
+    for _ in range(2):  # the second step moves the policy away from the reference
+        ours, theirs = group.train_step(batch, loss_fn), single.train_step(batch, loss_fn)
+        assert ours["loss"] == pytest.approx(theirs["loss"], abs=1e-6)
+        assert ours["grad_norm"] == pytest.approx(theirs["grad_norm"], rel=1e-5)
+    assert ours["loss"] < math.log(2)
 
 
 KILLER_REWARD = """

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from typing import Callable, Iterable, Protocol
 
 import torch
@@ -18,20 +18,30 @@ class TokenBatch:
     attention_mask: torch.Tensor  # [B, L]
     loss_mask: torch.Tensor  # [B, L] float
     extras: dict[str, torch.Tensor] = field(default_factory=dict)  # advantages, old_logprobs, ref_logprobs, ...
+    # consecutive rows that must stay in one micro-batch and on one rank: 2 for DPO's (chosen, rejected)
+    row_group: int = 1
 
     def __len__(self) -> int:
         return self.input_ids.shape[0]
 
-    def select(self, index: slice | torch.Tensor) -> "TokenBatch":
+    def select(self, index: slice | torch.Tensor | tuple) -> "TokenBatch":
         return TokenBatch(
             self.input_ids[index],
             self.attention_mask[index],
             self.loss_mask[index],
             {k: v[index] for k, v in self.extras.items()},
+            self.row_group,
         )
 
+    def row_splits(self, parts: int) -> list[torch.Tensor]:
+        """Row indices of `parts` contiguous, near-equal pieces that never cut a row group (some may be empty)."""
+        if len(self) % self.row_group:
+            raise ValueError(f"a batch of {len(self)} rows does not divide into groups of {self.row_group}")
+        groups = torch.arange(len(self)).view(-1, self.row_group)
+        return [chunk.flatten() for chunk in groups.tensor_split(parts)]
+
     def to(self, device: torch.device | str) -> "TokenBatch":
-        moved = {f.name: getattr(self, f.name).to(device) for f in fields(self) if f.name != "extras"}
+        moved = {name: getattr(self, name).to(device) for name in ("input_ids", "attention_mask", "loss_mask")}
         return replace(self, **moved, extras={k: v.to(device) for k, v in self.extras.items()})
 
 

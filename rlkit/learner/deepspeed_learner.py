@@ -147,11 +147,11 @@ class DeepSpeedLearner:
         return int(count.item())
 
     def _micro_batches(self, batch: TokenBatch) -> Iterator[tuple[TokenBatch, bool]]:
-        """(micro-batch, is_real); a placeholder micro-batch (one row, weight 0) keeps ranks in step."""
+        """(micro-batch, is_real); a placeholder micro-batch (one row group, weight 0) keeps ranks in step."""
         count = self._agreed_count(len(batch))
-        for rows in torch.arange(len(batch)).tensor_split(count):
+        for rows in batch.row_splits(count):
             real = len(rows) > 0
-            micro = batch.select(rows if real else slice(0, 1))
+            micro = batch.select(rows if real else slice(0, batch.row_group))
             width = int(micro.attention_mask.sum(1).max())  # trim right padding shared by the micro-batch
             yield micro.select((slice(None), slice(0, width))), real
 

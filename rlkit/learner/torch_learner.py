@@ -46,7 +46,7 @@ class TorchLearner:
         self.steps = 0
 
     def _micro_batches(self, batch: TokenBatch) -> Iterable[TokenBatch]:
-        size = self.config.micro_batch_size
+        size = -(-self.config.micro_batch_size // batch.row_group) * batch.row_group  # whole row groups
         for start in range(0, len(batch), size):
             micro = batch.select(slice(start, start + size))
             width = int(micro.attention_mask.sum(1).max())  # trim right padding shared by the micro-batch

@@ -49,10 +49,10 @@ def gather(calls: list[tuple[str, Any]]) -> list[Any]:
 
 
 def row_shards(batch: TokenBatch, parts: int) -> list[TokenBatch]:
-    """Contiguous, near-equal row shards, one per rank."""
-    if len(batch) < parts:
+    """Contiguous, near-equal row shards, one per rank (row groups such as DPO pairs stay whole)."""
+    if len(batch) // batch.row_group < parts:
         raise ValueError(f"a batch of {len(batch)} sequences cannot be split over {parts} learner ranks; raise the batch size")
-    return [batch.select(rows) for rows in torch.arange(len(batch)).tensor_split(parts)]
+    return [batch.select(rows) for rows in batch.row_splits(parts)]
 
 
 def pad_cat(parts: list[torch.Tensor], width: int) -> torch.Tensor:

@@ -8,7 +8,6 @@ rollout_dpo:  the policy samples rollout.n responses per prompt, the recipe's re
 
 from __future__ import annotations
 
-import copy
 import random
 import time
 from typing import Any
@@ -19,13 +18,12 @@ from rlkit.algos.dpo_loss import dpo_loss
 from rlkit.algos.pairs import select_pairs
 from rlkit.config import DPOStage, RolloutDPOStage
 from rlkit.data import PromptStream, load_samples
-from rlkit.errors import ConfigError, DataError
-from rlkit.learner import build_learner
+from rlkit.errors import DataError
 from rlkit.learner.base import LossFn, TokenBatch, pad_sequences
-from rlkit.learner.logprobs import sequence_logprobs
 from rlkit.models import encode_prompt
 from rlkit.rollout.base import SamplingParams
 from rlkit.scoring.pool import RewardPool
+from rlkit.scoring.registry import check_samples
 from rlkit.stages.context import StageContext, run_steps
 
 
@@ -41,25 +39,16 @@ def response_of(value: Any, field: str, sample: dict[str, Any]) -> str:
 def preference_batch(pairs: list[tuple[list[int], list[int], list[int]]], max_length: int, pad_id: int) -> TokenBatch:
     """(prompt ids, chosen ids, rejected ids) -> rows [chosen 0, rejected 0, chosen 1, ...]; loss on responses.
 
-    Chosen and rejected of a pair are neighbours so a micro-batch of even size never splits a pair.
+    Chosen and rejected of a pair are neighbours and form a row group: no micro-batch or rank splits them.
     """
     sequences, starts = [], []
     for prompt, chosen, rejected in pairs:
         for response in (chosen, rejected):
             sequences.append((prompt + response)[:max_length])
             starts.append(min(len(prompt), max_length))
-    return pad_sequences(sequences, starts, pad_id)
-
-
-@torch.no_grad()
-def reference_logprobs(reference: torch.nn.Module, batch: TokenBatch, micro_batch_size: int) -> torch.Tensor:
-    device = next(reference.parameters()).device
-    out = []
-    for start in range(0, len(batch), micro_batch_size):
-        micro = batch.select(slice(start, start + micro_batch_size))
-        lp, _ = sequence_logprobs(reference, micro.input_ids.to(device), micro.attention_mask.to(device))
-        out.append(lp.cpu())
-    return torch.cat(out)
+    batch = pad_sequences(sequences, starts, pad_id)
+    batch.row_group = 2
+    return batch
 
 
 def make_dpo_loss(stage: DPOStage, num_pairs: int) -> LossFn:
@@ -67,7 +56,7 @@ def make_dpo_loss(stage: DPOStage, num_pairs: int) -> LossFn:
 
     def loss_fn(batch: TokenBatch, logprobs: torch.Tensor, entropy: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         if len(batch) % 2:
-            raise ValueError("a DPO micro-batch split a (chosen, rejected) pair; use an even learner.micro_batch_size")
+            raise ValueError(f"a DPO micro-batch of {len(batch)} rows split a (chosen, rejected) pair; build batches with preference_batch (row_group 2)")
         mask = batch.loss_mask
         seq = (logprobs * mask).sum(1)
         ref = (batch.extras["ref_logprobs"] * mask).sum(1)
@@ -89,24 +78,24 @@ def make_dpo_loss(stage: DPOStage, num_pairs: int) -> LossFn:
 
 
 def run_dpo(ctx: StageContext, stage: DPOStage) -> None:
-    if ctx.config.learner.micro_batch_size % 2:
-        raise ConfigError(f"key 'learner.micro_batch_size': a {stage.type} stage needs an even size (pairs stay together), got {ctx.config.learner.micro_batch_size}")
     samples = load_samples(stage.data, ctx.config.seed)
     stream = PromptStream(samples, ctx.config.seed, stage.data.shuffle)
-    reference = copy.deepcopy(ctx.model).eval().requires_grad_(False)
-    learner = build_learner(ctx.config, ctx.model, stage.lr, ctx.device, stage.warmup_steps)
-    micro = ctx.config.learner.micro_batch_size
+    # the learner and the reference live where the runtime puts them (Ray actors under runtime: ray);
+    # the reference is the policy as the stage starts (under LoRA: the same module, adapter disabled)
+    learner = ctx.build_learner(stage)
+    reference = learner.reference_policy()
     tokenizer = ctx.tokenizer
 
     def train_on(pairs: list[tuple[list[int], list[int], list[int]]]) -> dict[str, float]:
         batch = preference_batch(pairs, stage.max_length, tokenizer.pad_token_id)
-        batch.extras["ref_logprobs"] = reference_logprobs(reference, batch, micro)
+        batch.extras["ref_logprobs"], _ = reference.logprobs(batch)
         metrics = learner.train_step(batch, make_dpo_loss(stage, len(pairs)))
         ctx.engine.update_weights(learner.named_weights())  # free when the engine shares the module
         return metrics
 
     if isinstance(stage, RolloutDPOStage):
-        scorer = RewardPool(ctx.config.rewards, ctx.config.reward.workers, ctx.config.reward.timeout)
+        check_samples(ctx.config.rewards, samples, stage.data.source)  # e.g. a row without a gold answer
+        scorer = ctx.build_scorer()
         step_fn = lambda step: rollout_dpo_step(ctx, stage, scorer, stream, train_on, step)
         status = {"loss": "loss", "pairs": "pairs", "acc": "accuracy", "eval": "eval/accuracy"}
     else:
