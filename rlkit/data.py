@@ -82,16 +82,23 @@ def load_samples(data: DataConfig, seed: int = 0) -> list[dict[str, Any]]:
             raise DataError(f"data file not found: {path}")
         rows = read_rows(path)
         label = str(path)
-    if data.limit:
-        rows = rows[: data.limit]
     if not rows:
         raise DataError(f"{label}: no rows")
+    ids = [str(row.get("id", f"{Path(label).stem}-{index}")) for index, row in enumerate(rows)]
+    chosen = list(range(len(rows)))
+    if data.ids:
+        index_of = {row_id: index for index, row_id in enumerate(ids)}
+        missing = [i for i in data.ids if i not in index_of]
+        if missing:
+            raise DataError(f"{label}: data.ids {missing} not found (ids look like {ids[0]!r})")
+        chosen = [index_of[i] for i in data.ids]
+    if data.limit:
+        chosen = chosen[: data.limit]
     samples = []
-    for index, row in enumerate(rows):
-        sample = dict(row)
-        sample.setdefault("id", f"{Path(label).stem}-{index}")
-        sample["id"] = str(sample["id"])
-        sample["prompt"] = _prompt_of(row, template, f"{label} row {index + 1}")
+    for index in chosen:  # only the rows used are templated (and checked)
+        sample = dict(rows[index])
+        sample["id"] = ids[index]
+        sample["prompt"] = _prompt_of(rows[index], template, f"{label} row {index + 1}")
         _flatten_verl_answer(sample)
         samples.append(sample)
     return samples * data.repeat

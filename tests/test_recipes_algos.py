@@ -85,3 +85,13 @@ def test_verl_rows_get_their_gold_answer(tmp_path):
 
     sample = load_samples(DataConfig(source=str(tmp_path / "d.parquet"), repeat=3))
     assert [s["answer"] for s in sample] == ["2", "2", "2"]
+
+
+def test_data_ids_pick_examples_in_order_and_name_a_missing_one():
+    from rlkit.config import DataConfig
+    from rlkit.errors import DataError
+
+    picked = load_samples(DataConfig(size=50, ids=["arith-train-7", "arith-train-1"], repeat=2))
+    assert [s["id"] for s in picked] == ["arith-train-7", "arith-train-1"] * 2
+    with pytest.raises(DataError, match=r"data.ids \['arith-train-99'\] not found .*'arith-train-0'"):
+        load_samples(DataConfig(size=50, ids=["arith-train-99"]))
