@@ -43,6 +43,10 @@ class DataConfig(Section):
     shuffle: bool = True
     template: str = Field("auto", description="prompt template: auto, tiny, plain, qwen_boxed, qwen25_math_cot, deepscaler, r1_think (rlkit/templates.py).")
     size: int = Field(4000, ge=1, description="number of tiny-world problems generated for this split.")
+    unboxed_fraction: float = Field(
+        0.0, ge=0.0, le=1.0,
+        description="tiny world: fraction of teacher traces that end 'The answer is N.' instead of \\boxed{N} (a format habit for RL to remove).",
+    )
 
 
 class SamplingConfig(Section):

@@ -69,7 +69,7 @@ def load_samples(data: DataConfig, seed: int = 0) -> list[dict[str, Any]]:
     source = data.source
     template = resolve_template(data.template, source)
     if source == "tiny:arithmetic":
-        rows = arithmetic_samples(data.split, data.size, seed=0)
+        rows = arithmetic_samples(data.split, data.size, seed=0, unboxed_fraction=data.unboxed_fraction)
         label = f"tiny:arithmetic[{data.split}]"
     elif source.startswith("hf:"):
         import datasets

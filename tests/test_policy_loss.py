@@ -7,7 +7,7 @@ import torch
 
 from rlkit.algos.policy_loss import aggregate, clipped_surrogate
 from rlkit.algos.rl_loss import make_policy_loss
-from rlkit.algos.value import clipped_value_loss
+from rlkit.algos.value import clipped_value_loss, explained_variance
 from rlkit.config import AlgorithmConfig
 from rlkit.learner.base import TokenBatch
 
@@ -67,6 +67,17 @@ def test_value_loss_clipping():
     assert clipped.tolist() == [1.0, 0.0]
     plain, _ = clipped_value_loss(values, old, returns, clip=None)
     assert torch.allclose(plain, torch.tensor([0.5, 0.5]))
+
+
+def test_explained_variance_by_hand_over_masked_tokens():
+    returns = torch.tensor([[9.0, 1.0, 2.0, 3.0], [9.0, 4.0, 0.0, 0.0]])
+    values = torch.tensor([[-5.0, 1.0, 1.0, 3.0], [7.0, 5.0, 0.0, 0.0]])
+    mask = torch.tensor([[0.0, 1, 1, 1], [0, 1, 0, 0]])  # tokens 1..3 of row 0, token 1 of row 1
+    # returns kept: 1, 2, 3, 4 -> var 5/3 (unbiased); residuals 0, 1, 0, -1 -> var 2/3; 1 - (2/3)/(5/3) = 0.6
+    assert explained_variance(values, returns, mask) == pytest.approx(0.6)
+    assert explained_variance(returns, returns, mask) == pytest.approx(1.0)
+    assert explained_variance(torch.full_like(returns, 2.5), returns, mask) == pytest.approx(0.0)  # the mean
+    assert math.isnan(explained_variance(values, torch.ones_like(returns), mask))  # nothing to explain
 
 
 def _batch(adv, old, ref, mask):

@@ -181,7 +181,7 @@ def run_from_shared_sft(recipe: Path, sft_output: Path, run_dir: Path, overrides
 def sft_output(tmp_path_factory) -> Path:
     from rlkit.runner import run_recipe
 
-    config = load_config(ROOT / "recipes" / "tiny" / "tiny_one_shot.yaml")
+    config = load_config(ROOT / "recipes" / "tiny" / "tiny_ppo.yaml")  # the quickstart's SFT stage
     config = config.model_copy(update={"stages": config.stages[:1]})
     run_dir = tmp_path_factory.mktemp("shared_sft") / "run"
     run_recipe(config, run_dir)
@@ -193,27 +193,37 @@ def gain(summary: dict) -> float:
 
 
 @pytest.mark.slow
-@pytest.mark.gain  # not yet measured on the column-addition tiny world
-def test_tiny_one_shot_generalizes(sft_output, tmp_path):
-    summary = run_from_shared_sft(ROOT / "recipes" / "tiny" / "tiny_one_shot.yaml", sft_output, tmp_path / "run")
-    assert gain(summary) > 0  # trained on one problem, better on 200 others
+def test_tiny_one_shot_generalizes(tmp_path):
+    # its own SFT (the habit-forming teacher), then GRPO on one problem; measured: held-out 0.000 -> 0.230
+    from rlkit.runner import run_recipe
+
+    config = load_config(ROOT / "recipes" / "tiny" / "tiny_one_shot.yaml")
+    summary = run_recipe(config, tmp_path / "run")
+    trained_on = config.stages[-1].data.ids
+    assert trained_on == ["arith-train-8"] and summary["stages"]["sft"]["eval"]["accuracy"] < 0.05
+    assert gain(summary) >= 0.10  # trained on one problem, better on 200 others
 
 
 @pytest.mark.slow
-@pytest.mark.gain  # not yet measured on the column-addition tiny world
 def test_tiny_rollout_dpo_improves(sft_output, tmp_path):
+    # measured: 0.290 -> 0.750 held-out (2 threads, 45 s); on 200 problems one standard error is ~3 points
     summary = run_from_shared_sft(ROOT / "recipes" / "tiny" / "tiny_rollout_dpo.yaml", sft_output, tmp_path / "run")
-    assert gain(summary) > 0
+    assert gain(summary) >= 0.10
     assert sum(m.get("pairs", 0) for m in summary["metrics"]) > 0
 
 
 @pytest.mark.slow
-@pytest.mark.gain  # not yet measured on the column-addition tiny world
 def test_tiny_ppo_value_loss_falls_and_accuracy_rises(sft_output, tmp_path):
+    # The critic starts at V = 0 and learns the expected return; it cannot yet tell problems apart (explained
+    # variance stays near 0 in 25 steps). Its loss falls below the zero critic's although the reward's
+    # variance, which the loss follows, grows as accuracy climbs. Measured: value loss 0.0233 at step 1,
+    # 0.0195 over steps 21-25; held-out 0.290 -> 0.745 (2 threads, 45 s).
     summary = run_from_shared_sft(ROOT / "recipes" / "tiny" / "tiny_ppo.yaml", sft_output, tmp_path / "run")
     losses = [m["critic/value_loss"] for m in summary["metrics"] if m.get("critic/value_loss") is not None]
-    assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5
-    assert gain(summary) > 0
+    explained = [m["critic/explained_variance"] for m in summary["metrics"] if "critic/explained_variance" in m]
+    assert len(losses) == 25 and explained[0] == pytest.approx(0.0, abs=1e-6)  # V = 0 before the first update
+    assert sum(losses[-5:]) / 5 < 0.9 * losses[0]
+    assert gain(summary) >= 0.10
 
 
 @pytest.mark.slow

@@ -67,3 +67,16 @@ def test_tiny_model_has_vllm_compatible_head_dim():
     cfg = model.config
     assert cfg.hidden_size // cfg.num_attention_heads == 64
     assert cfg.vocab_size >= len(build_tiny_tokenizer())
+
+
+def test_unboxed_fraction_changes_only_the_answer_format():
+    plain = arithmetic_samples("train", 400)
+    habit = arithmetic_samples("train", 400, unboxed_fraction=0.6)
+    assert [s["problem"] for s in habit] == [s["problem"] for s in plain]  # the same problems
+    unboxed = [s for s in habit if "\\boxed" not in s["solution"]]
+    assert 0.52 < len(unboxed) / len(habit) < 0.68
+    for sample in unboxed[:20]:
+        assert sample["solution"].endswith(f"</think>\nThe answer is {sample['answer']}.")
+        assert math_reward(sample["solution"], sample).score == 0.0  # the reward reads only the box
+    boxed = {s["problem"]: s for s in habit if "\\boxed" in s["solution"]}
+    assert all(s["solution"] == boxed[s["problem"]]["solution"] for s in plain if s["problem"] in boxed)

@@ -20,3 +20,14 @@ def clipped_value_loss(
     clipped_values = old_values + (values - old_values).clamp(-clip, clip)
     clipped = (clipped_values - returns).square()
     return 0.5 * torch.maximum(plain, clipped), (clipped > plain).float()
+
+
+def explained_variance(values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor) -> float:
+    """1 - Var(R - V) / Var(R) over the masked tokens: the critic's squared error relative to the
+    spread of what it predicts. 1 is perfect, 0 is no better than predicting the mean, and it does
+    not drift when the reward's own variance does (the raw value loss does, as accuracy moves)."""
+    keep = mask.bool()
+    residual, target = (returns - values)[keep], returns[keep]
+    if target.numel() < 2 or float(target.var()) == 0.0:
+        return float("nan")
+    return float(1.0 - residual.var() / target.var())

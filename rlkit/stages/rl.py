@@ -23,6 +23,7 @@ from rlkit.algos.critic import Critic, LearnerWithCritic
 from rlkit.algos.kl import kl_estimate
 from rlkit.algos.rl_loss import make_policy_loss
 from rlkit.algos.sampling import groups_with_signal, overlong_mask
+from rlkit.algos.value import explained_variance
 from rlkit.config import AlgorithmConfig, RLStage, RolloutConfig
 from rlkit.data import PromptStream, load_samples
 from rlkit.errors import ConfigError
@@ -204,6 +205,7 @@ def rl_step(
         raw, returns = gae_advantages(token_rewards(reward, mask, kl_penalty, alg.kl_coef), values, mask, alg.gamma, alg.lam)
         advantages = masked_whiten(raw, mask)
         batch.extras["old_values"], batch.extras["returns"] = values, returns
+        metrics["critic/explained_variance"] = explained_variance(values, returns, mask)  # before this step's update
     batch.extras["advantages"] = advantages
     lap("advantages")
 

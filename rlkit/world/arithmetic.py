@@ -13,6 +13,10 @@ learns in minutes on a CPU; getting every digit right is what RL then improves.
     \\boxed{97}
 
 Train and test splits are disjoint: a problem's split is fixed by a hash of its text.
+
+`unboxed_fraction` makes the teacher end that fraction of its traces with "The answer is 97."
+instead of the box the math reward reads: a format habit like a base model's, which the model
+picks up in SFT and which RL can remove from one example (recipes/tiny/tiny_one_shot.yaml).
 """
 
 from __future__ import annotations
@@ -27,18 +31,24 @@ def _split_of(expr: str) -> str:
     return "test" if int(hashlib.sha1(expr.encode()).hexdigest(), 16) % 5 == 0 else "train"
 
 
-def teacher_solution(operands: list[int]) -> str:
-    """Column addition: units column, then tens column plus the carry; the answer is boxed."""
+def teacher_solution(operands: list[int], boxed: bool = True) -> str:
+    """Column addition: units column, then tens column plus the carry; the answer is boxed (or stated)."""
     units = sum(n % 10 for n in operands)
     carry = units // 10
     tens = sum(n // 10 for n in operands) + carry
     units_line = "+".join(str(n % 10) for n in operands) + f"={units}"
     tens_line = "+".join([str(n // 10) for n in operands] + ([str(carry)] if carry else [])) + f"={tens}"
     answer = tens * 10 + units % 10
-    return f"<think>\n{units_line}\n{tens_line}\n</think>\n\\boxed{{{answer}}}"
+    final = f"\\boxed{{{answer}}}" if boxed else f"The answer is {answer}."
+    return f"<think>\n{units_line}\n{tens_line}\n</think>\n{final}"
 
 
-def arithmetic_samples(split: str, size: int, seed: int = 0) -> list[dict]:
+def _unboxed(expr: str, fraction: float) -> bool:
+    # from the problem's own hash, so the problems drawn (and every other sample) are the same for any fraction
+    return fraction > 0 and int(hashlib.sha1(f"unboxed-{expr}".encode()).hexdigest(), 16) % 10_000 < fraction * 10_000
+
+
+def arithmetic_samples(split: str, size: int, seed: int = 0, unboxed_fraction: float = 0.0) -> list[dict]:
     """`size` distinct problems of one split, each a sample dict with prompt, answer and teacher solution."""
     rng = random.Random(f"arithmetic-{split}-{seed}")
     samples, seen = [], set()
@@ -53,7 +63,7 @@ def arithmetic_samples(split: str, size: int, seed: int = 0) -> list[dict]:
                 "id": f"arith-{split}-{len(samples)}",
                 "problem": PROMPT.format(expr=expr),
                 "answer": str(sum(operands)),
-                "solution": teacher_solution(operands),
+                "solution": teacher_solution(operands, boxed=not _unboxed(expr, unboxed_fraction)),
             }
         )
     return samples
