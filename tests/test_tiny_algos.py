@@ -227,6 +227,16 @@ def test_tiny_ppo_value_loss_falls_and_accuracy_rises(sft_output, tmp_path):
 
 
 @pytest.mark.slow
+def test_quickstart_grpo_under_lora_learns(sft_output, tmp_path, capsys):
+    # only the adapter trains (the engine gets merged weights); measured: 0.290 -> 0.825 (2 threads, 117 s)
+    overrides = ["learner.lora.r=16", "learner.lora.stages=[rl]", "rl.lr=1e-3"]
+    summary = run_from_shared_sft(ROOT / "recipes" / "quickstart.yaml", sft_output, tmp_path / "run", overrides)
+    assert "LoRA r=16 alpha=32 on ['q_proj', 'k_proj', 'v_proj', 'o_proj']: 65,536 of" in capsys.readouterr().out
+    assert gain(summary) >= 0.20
+    assert (tmp_path / "run" / "final" / "model.safetensors").is_file()  # merged: a plain HF model, no adapter
+
+
+@pytest.mark.slow
 def test_tiny_entropy_only_raises_entropy(sft_output, tmp_path):
     summary = run_from_shared_sft(ROOT / "recipes" / "tiny" / "tiny_entropy_only.yaml", sft_output, tmp_path / "run")
     entropy = [m["entropy"] for m in summary["metrics"] if m.get("entropy") is not None]

@@ -40,10 +40,14 @@ def apply_lora(model: torch.nn.Module, lora: LoraConfig, seed: int = 0):  # noqa
     try:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            return get_peft_model(model, peft_config)
+            peft_model = get_peft_model(model, peft_config)
     except ValueError as err:  # peft names the missing module; add the key the user wrote
         names = sorted({name.rsplit(".", 1)[-1] for name, _ in model.named_modules() if name})
         raise ValueError(f"learner.lora.target_modules={targets!r}: {err}. Module names in this model: {', '.join(names)}") from None
+    trainable = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in peft_model.parameters())
+    print(f"LoRA r={lora.r} alpha={lora.alpha} on {targets}: {trainable:,} of {total:,} parameters train", flush=True)
+    return peft_model
 
 
 def lora_layers(base_model: torch.nn.Module) -> dict[str, torch.nn.Module]:

@@ -42,10 +42,23 @@ class SampledTokenLogprobs(LogitsProcessor):
         return torch.stack(self.chosen, dim=1) if self.chosen else sequences.new_zeros((sequences.shape[0], 0), dtype=torch.float)
 
 
-class InProcessWeights:
-    """Weight updates for an engine that holds a torch module in this process."""
+class InProcessEngine:
+    """An engine that holds a torch module in this process: weights updated in place, and generate()
+    in calls of at most `batch_size` sequences (prompts x samples); subclasses decode one such call."""
 
     model: PreTrainedModel
+    batch_size: int
+
+    @torch.no_grad()
+    def generate(self, prompts: list[list[int]], sampling: SamplingParams) -> list[Completion]:
+        per_call = max(1, self.batch_size // sampling.n)
+        out: list[Completion] = []
+        for start in range(0, len(prompts), per_call):
+            out += self._generate_batch(prompts[start : start + per_call], sampling, index_offset=start)
+        return out
+
+    def _generate_batch(self, prompts: list[list[int]], sampling: SamplingParams, index_offset: int) -> list[Completion]:
+        raise NotImplementedError
 
     @torch.no_grad()
     def update_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> None:
@@ -64,20 +77,12 @@ class InProcessWeights:
         pass
 
 
-class HFEngine(InProcessWeights):
+class HFEngine(InProcessEngine):
     def __init__(self, model: PreTrainedModel, tokenizer, static_cache: bool = False, batch_size: int = 512):  # noqa: ANN001
         self.model, self.tokenizer = model, tokenizer
         self.static_cache = static_cache
         self.batch_size = batch_size  # max prompts x samples per generate call
         self.stop_ids = {tokenizer.eos_token_id}
-
-    @torch.no_grad()
-    def generate(self, prompts: list[list[int]], sampling: SamplingParams) -> list[Completion]:
-        per_call = max(1, self.batch_size // sampling.n)
-        out: list[Completion] = []
-        for start in range(0, len(prompts), per_call):
-            out += self._generate_batch(prompts[start : start + per_call], sampling, index_offset=start)
-        return out
 
     def _generate_batch(self, prompts: list[list[int]], sampling: SamplingParams, index_offset: int) -> list[Completion]:
         device = next(self.model.parameters()).device

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 
 from rlkit.errors import ConfigError
 from rlkit.rollout.base import Completion, SamplingParams
-from rlkit.rollout.hf import InProcessWeights
+from rlkit.rollout.hf import InProcessEngine
 
 log = logging.getLogger("rlkit.rollout")
 
@@ -98,7 +98,7 @@ class _DecodeState:
     graph: torch.cuda.CUDAGraph | None = None
 
 
-class FastHFEngine(InProcessWeights):
+class FastHFEngine(InProcessEngine):
     """Static-cache engine; `cuda_graph`/`compile` default to on for CUDA, off for CPU."""
 
     def __init__(
@@ -242,15 +242,7 @@ class FastHFEngine(InProcessWeights):
         state.token.copy_(token)
         state.step += 1
 
-    # ------------------------------------------------------------------ generate
-    @torch.no_grad()
-    def generate(self, prompts: list[list[int]], sampling: SamplingParams) -> list[Completion]:
-        per_call = max(1, self.batch_size // sampling.n)
-        out: list[Completion] = []
-        for start in range(0, len(prompts), per_call):
-            out += self._generate_batch(prompts[start : start + per_call], sampling, index_offset=start)
-        return out
-
+    # ------------------------------------------------------------------ generate (batched by InProcessEngine)
     def _new_state(self, batch: int, width: int, sampling: SamplingParams, device: torch.device) -> _DecodeState:
         config = self.model.config
         attn = self.model.model.layers[0].self_attn
