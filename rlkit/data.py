@@ -19,29 +19,37 @@ from rlkit.world.arithmetic import arithmetic_samples
 PROBLEM_FIELDS = ("problem", "question", "prompt", "instruction")
 
 
-def read_rows(path: Path) -> list[dict[str, Any]]:
-    if path.suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        return pq.read_table(path).to_pylist()
+def iter_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, row) for each non-blank line of a .jsonl (or .jsonl.gz) file; a line that is not
+    UTF-8 or not a JSON object is a DataError naming the file and the line."""
     opener = open
     if path.suffix == ".gz":
         import gzip
 
         opener = gzip.open  # type: ignore[assignment]
-    rows = []
-    with opener(path, "rt", encoding="utf-8") as f:
-        for line_no, line in enumerate(f, 1):
+    with opener(path, "rb") as f:
+        for line_no, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise DataError(f"{path} line {line_no}: not valid UTF-8 (byte {raw[err.start]:#04x} at column {err.start + 1})") from None
             if not line.strip():
                 continue
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as err:
-                raise DataError(f"{path}: line {line_no} is not valid JSON ({err.msg})") from None
+                raise DataError(f"{path} line {line_no}: not valid JSON ({err.msg} at column {err.colno})") from None
             if not isinstance(row, dict):
-                raise DataError(f"{path}: line {line_no}: expected a JSON object, got {type(row).__name__}")
-            rows.append(row)
-    return rows
+                raise DataError(f"{path} line {line_no}: expected a JSON object, got {type(row).__name__}")
+            yield line_no, row
+
+
+def read_rows(path: Path) -> list[dict[str, Any]]:
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        return pq.read_table(path).to_pylist()
+    return [row for _, row in iter_jsonl(path)]
 
 
 def _prompt_of(row: dict[str, Any], template: str, where: str) -> list[dict[str, str]]:

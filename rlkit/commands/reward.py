@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from rlkit.config import RewardConfig
+from rlkit.data import iter_jsonl
 from rlkit.errors import ConfigError, DataError
 
 CHUNK = 1024  # rows scored per pool call (and written) at a time
@@ -60,24 +61,11 @@ def read_scoring_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     'completion' is a DataError naming the file and the line."""
     if not path.is_file():
         raise DataError(f"input file not found: {path}")
-    with path.open("rb") as f:
-        for line_no, raw in enumerate(f, 1):
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as err:
-                raise DataError(f"{path} line {line_no}: not valid UTF-8 (byte {raw[err.start]:#04x} at column {err.start + 1})") from None
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise DataError(f"{path} line {line_no}: not valid JSON ({err.msg} at column {err.colno})") from None
-            if not isinstance(row, dict):
-                raise DataError(f"{path} line {line_no}: expected a JSON object, got {type(row).__name__}")
-            if not isinstance(row.get("completion"), str):
-                got = "no 'completion' field" if "completion" not in row else f"'completion' is {type(row['completion']).__name__}"
-                raise DataError(f"{path} line {line_no}: expected a 'completion' string (the text to score), {got}")
-            yield line_no, row
+    for line_no, row in iter_jsonl(path):
+        if not isinstance(row.get("completion"), str):
+            got = "no 'completion' field" if "completion" not in row else f"'completion' is {type(row['completion']).__name__}"
+            raise DataError(f"{path} line {line_no}: expected a 'completion' string (the text to score), {got}")
+        yield line_no, row
 
 
 def _chunks(rows: Iterator[tuple[int, dict[str, Any]]], size: int) -> Iterator[list[tuple[int, dict[str, Any]]]]:
