@@ -1,5 +1,8 @@
 """Errors a user can act on. The CLI prints them as one line and exits with status 2."""
 
+import importlib
+from types import ModuleType
+
 
 class RlkitError(Exception):
     """Base for user-facing errors: the message names the file, key or sample and what was expected."""
@@ -18,3 +21,11 @@ class MissingExtraError(RlkitError):
 
     def __init__(self, what: str, extra: str, module: str):
         super().__init__(f"{what} needs '{module}', which is not installed: pip install 'rlkit[{extra}]'")
+
+
+def import_backend(module: str, what: str, extra: str) -> ModuleType:
+    """Import an optional backend where a recipe selects it; missing, it is a MissingExtraError naming the extra."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise MissingExtraError(what, extra, module) from None

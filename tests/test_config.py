@@ -99,3 +99,11 @@ def test_dry_run_prints_resolved_config():
     )
     assert proc.returncode == 0, proc.stderr
     assert "n: 3" in proc.stdout and "advantage: grpo" in proc.stdout
+
+
+def test_a_missing_backend_names_the_extra_to_install():
+    from rlkit.errors import MissingExtraError, import_backend
+
+    with pytest.raises(MissingExtraError, match=r"^runtime: ray needs 'no_such_backend_mod', which is not installed: pip install 'rlkit\[ray\]'$"):
+        import_backend("no_such_backend_mod", "runtime: ray", "ray")
+    assert import_backend("json", "x", "y").dumps([]) == "[]"

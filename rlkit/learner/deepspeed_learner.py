@@ -22,7 +22,7 @@ from typing import Iterable, Iterator
 import torch
 
 from rlkit.config import LearnerConfig
-from rlkit.errors import MissingExtraError
+from rlkit.errors import import_backend
 from rlkit.learner.base import LossFn, TokenBatch
 from rlkit.learner.logprobs import sequence_logprobs
 from rlkit.learner.reference import ReferencePolicy
@@ -31,11 +31,7 @@ CHECKPOINT_TAG = "deepspeed"
 
 
 def import_deepspeed():  # noqa: ANN201
-    try:
-        import deepspeed
-    except ImportError:
-        raise MissingExtraError("learner.backend: deepspeed", "deepspeed", "deepspeed") from None
-    return deepspeed
+    return import_backend("deepspeed", "learner.backend: deepspeed", "deepspeed")
 
 
 def free_port() -> int:

@@ -24,7 +24,7 @@ import torch
 
 from rlkit.checkpoint import latest_checkpoint
 from rlkit.config import RewardSpec, RunConfig, StageBase
-from rlkit.errors import ConfigError, MissingExtraError
+from rlkit.errors import ConfigError, import_backend
 from rlkit.runtime.groups import LearnerGroup, RemoteRewardPool, RolloutGroup, WorkerDied, gather
 from rlkit.runtime.placement import Layout, plan_layout
 
@@ -33,11 +33,7 @@ REWARD_ACTOR = "rlkit-reward-pool"
 
 
 def import_ray():  # noqa: ANN201
-    try:
-        import ray
-    except ImportError:
-        raise MissingExtraError("runtime: ray", "ray", "ray") from None
-    return ray
+    return import_backend("ray", "runtime: ray", "ray")
 
 
 def absolute_reward_paths(specs: list[RewardSpec]) -> list[RewardSpec]:
