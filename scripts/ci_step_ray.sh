@@ -13,6 +13,6 @@ fi
 echo "ci_step_ray: ray ready after $(( $(date +%s) - started )) s"
 export RAY_USAGE_STATS_ENABLED=0
 status=0
-"$PY" -m pytest -m "ray and not vllm and not gpu and not gain" -q -p no:warnings -s "$@" || status=$?
+"$PY" -m pytest -m "ray and not vllm and not gpu" -q -p no:warnings -s "$@" || status=$?
 echo "ci_step_ray: finished in $(( $(date +%s) - started )) s (pytest exit $status)"
 [ "$status" -eq 0 ] || [ "$status" -eq 5 ] || exit "$status"  # 5 = no tests selected
