@@ -233,7 +233,8 @@ def test_quickstart_grpo_under_lora_learns(sft_output, tmp_path, capsys):
     summary = run_from_shared_sft(ROOT / "recipes" / "quickstart.yaml", sft_output, tmp_path / "run", overrides)
     assert "LoRA r=16 alpha=32 on ['q_proj', 'k_proj', 'v_proj', 'o_proj']: 65,536 of" in capsys.readouterr().out
     assert gain(summary) >= 0.20
-    assert (tmp_path / "run" / "final" / "model.safetensors").is_file()  # merged: a plain HF model, no adapter
+    final = tmp_path / "run" / "final"  # merged: a plain HF model, no adapter files
+    assert (final / "model.safetensors").is_file() and not (final / "adapter_config.json").exists()
 
 
 @pytest.mark.slow
