@@ -99,12 +99,6 @@ def merged_named_weights(peft_model, gather: GatherFn | None = None) -> Iterator
                 yield name, param.detach()
 
 
-def adapter_only(peft_model, logprobs: Callable, batch, *args, **kwargs):  # noqa: ANN001, ANN201
-    """Call `logprobs(batch)` with the adapter disabled: the base model, i.e. the KL reference."""
-    with peft_model.disable_adapter():
-        return logprobs(batch, *args, **kwargs)
-
-
 def save_adapter(peft_model, directory: Path) -> None:  # noqa: ANN001
     """Adapter weights and config only (a few MB), in peft's own format."""
     peft_model.save_pretrained(Path(directory) / ADAPTER_DIR)
