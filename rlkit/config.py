@@ -38,7 +38,7 @@ class DataConfig(Section):
     )
     split: Literal["train", "test"] = Field("train", description="tiny-world split; files are used whole.")
     limit: int | None = Field(None, ge=1, description="use only the first N rows (of those `ids` picks, when given).")
-    ids: list[str] | None = Field(None, description="use only the rows with these ids, in this order (e.g. the 1-shot example).")
+    ids: list[str] | None = Field(None, min_length=1, description="use only the rows with these ids, in this order (e.g. the 1-shot example).")
     repeat: int = Field(1, ge=1, description="replicate the rows N times (1-shot RLVR replicates one example).")
     shuffle: bool = True
     template: str = Field("auto", description="prompt template: auto, tiny, plain, qwen_boxed, qwen25_math_cot, deepscaler, r1_think (rlkit/templates.py).")

@@ -27,5 +27,7 @@ def import_backend(module: str, what: str, extra: str) -> ModuleType:
     """Import an optional backend where a recipe selects it; missing, it is a MissingExtraError naming the extra."""
     try:
         return importlib.import_module(module)
-    except ImportError:
+    except ModuleNotFoundError as err:
+        if err.name != module.split(".")[0]:
+            raise  # installed, but something it imports is missing: its own message says what
         raise MissingExtraError(what, extra, module) from None

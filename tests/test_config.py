@@ -107,3 +107,17 @@ def test_a_missing_backend_names_the_extra_to_install():
     with pytest.raises(MissingExtraError, match=r"^runtime: ray needs 'no_such_backend_mod', which is not installed: pip install 'rlkit\[ray\]'$"):
         import_backend("no_such_backend_mod", "runtime: ray", "ray")
     assert import_backend("json", "x", "y").dumps([]) == "[]"
+
+
+def test_a_broken_backend_is_not_reported_as_missing(tmp_path, monkeypatch):
+    from rlkit.errors import import_backend
+
+    (tmp_path / "broken_backend_mod.py").write_text("import no_such_dependency_of_it\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(ModuleNotFoundError, match="no_such_dependency_of_it"):
+        import_backend("broken_backend_mod", "runtime: ray", "ray")
+
+
+def test_empty_data_ids_is_an_error_not_every_row(tmp_path):
+    with pytest.raises(ConfigError, match=r"rl\.data\.ids"):
+        load_config(write(tmp_path, "stages:\n  - type: rl\n    data: {ids: []}\n"))
