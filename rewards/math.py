@@ -4,12 +4,15 @@ The final answer is the last \\boxed{} in the text after the last </think> (the 
 is no </think>; an unclosed <think> means no answer yet). The gold answer comes from whichever field
 the dataset has (see `gold_answer`).
 
-Time limits: math-verify stops a parse or a comparison after `timeout` seconds through SIGALRM, which
-works only in a process's main thread. The reward passes the limit when it runs in a main thread (the
+Time limits: a parse or a comparison is stopped after `timeout` seconds by a SIGALRM timer, which
+works only in a process's main thread. The reward sets the timer when it runs in a main thread (the
 pool's worker processes, or in-process scoring called from the main thread) and raises RewardTimeout
-when it fires, so the pool counts a timeout. Called from another thread it runs without that limit;
-work stuck inside C code (huge integer powers) is not interrupted by a signal either: only the pool's
-worker processes (reward.workers > 0) can stop those.
+when it fires, so the pool counts a timeout. The timer is ours, not math-verify's one-shot alarm: it
+fires again every REPEAT_S until the work stops, because sympy runs weakref callbacks and __del__
+methods, and an exception raised inside one of those is printed and dropped (CI once saw a 1 s limit
+run for 946 s that way). Called from another thread the reward runs without a limit; work stuck inside
+C code (huge integer powers) is not interrupted by a signal either: only the pool's worker processes
+(reward.workers > 0) can stop those.
 
     >>> math_reward("<think>maybe 3?</think> so \\\\boxed{\\\\frac{1}{2}}", {"answer": "0.5"}).score
     1.0
@@ -18,9 +21,13 @@ worker processes (reward.workers > 0) can stop those.
 from __future__ import annotations
 
 import ast
+import contextlib
 import functools
+import logging
 import re
+import signal
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 from math_verify import parse, verify
@@ -31,6 +38,7 @@ from rlkit.rewards.base import RewardResult, RewardTimeout
 
 THINK_START, THINK_END = "<think>", "</think>"
 MAX_ANSWER_CHARS = 4096  # a longer "answer" is a runaway generation, not worth a parse
+REPEAT_S = 0.25  # after the first alarm, fire again this often until the timed work has stopped
 _DELIMITERS = re.compile(r"(?<!\\)\$|\\\(|\\\)|\\\[|\\\]")  # $ (not \$ = dollar sign), \( \), \[ \]
 
 
@@ -119,48 +127,83 @@ def gold_answers(rows: list[dict[str, Any]], source: str) -> list[str]:
     return answers
 
 
-def _limit(timeout: int | None) -> int | None:
-    """math-verify's signal-based limit, only where signals can be delivered (the main thread)."""
+def _limit(timeout: float | None) -> float | None:
+    """The time limit to enforce: none where signals cannot be delivered (outside the main thread)."""
     if timeout is None or threading.current_thread() is not threading.main_thread():
         return None
-    return max(1, int(timeout))  # SIGALRM counts whole seconds
+    return float(timeout)
 
 
-def _parse(latex: str, timeout: int | None) -> list[Any]:
+class _DropDisabledTimeoutWarning(logging.Filter):
+    """math-verify warns once that its own timeout is off; here that is on purpose (see `_deadline`)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Timeout is disabled")
+
+
+for _name in ("math_verify.parser", "math_verify.grader"):
+    logging.getLogger(_name).addFilter(_DropDisabledTimeoutWarning())
+
+
+@contextlib.contextmanager
+def _deadline(seconds: float | None) -> Iterator[None]:
+    """Raise TimeoutException in the main thread after `seconds`, and every REPEAT_S after that until
+    the block ends: one alarm is not enough, since an exception raised inside a weakref callback or a
+    __del__ that sympy happens to be running is printed and dropped."""
+    if seconds is None:
+        yield
+        return
+
+    def fire(signum: int, frame: Any) -> None:
+        raise TimeoutException(f"over {seconds:g} s")
+
+    previous = signal.signal(signal.SIGALRM, fire)
+    signal.setitimer(signal.ITIMER_REAL, seconds, REPEAT_S)
     try:
-        return parse(latex, parsing_timeout=timeout, raise_on_error=True)
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _parse(latex: str, timeout: float | None) -> list[Any]:
+    try:
+        with _deadline(timeout):
+            return parse(latex, parsing_timeout=None, raise_on_error=True)
     except TimeoutException:
-        raise RewardTimeout(f"math-verify parsing took over {timeout} s") from None
+        raise RewardTimeout(f"math-verify parsing took over {timeout:g} s") from None
     except Exception:  # noqa: BLE001 - malformed LaTeX is an unparseable answer, not a reward failure
         return []
 
 
 @functools.lru_cache(maxsize=8192)
-def parse_gold(gold: str, timeout: int | None = None) -> tuple[Any, ...]:
+def parse_gold(gold: str, timeout: float | None = None) -> tuple[Any, ...]:
     """Parse a gold answer once (a batch shares golds): math delimiters are dropped and the whole
     text read as one formula, so OlympiadBench's '$69$,$84$' is the set {69, 84}, not just 84."""
     text = " ".join(_DELIMITERS.sub(" ", gold).split())
     return tuple(_parse("$" + text + "$", timeout))
 
 
-def _equal(gold: tuple[Any, ...], pred: list[Any], timeout: int | None) -> bool:
+def _equal(gold: tuple[Any, ...], pred: list[Any], timeout: float | None) -> bool:
     """math-verify's any-pair comparison, one pair at a time so a timed-out pair is told apart."""
     timed_out = False
     for g in gold:
         for p in pred:
             try:
-                if verify(g, p, timeout_seconds=timeout, raise_on_error=True):
+                with _deadline(timeout):
+                    equal = verify(g, p, timeout_seconds=None, raise_on_error=True)
+                if equal:
                     return True
             except TimeoutException:
                 timed_out = True
             except Exception:  # noqa: BLE001 - sympy failing to compare means "not shown equal"
                 continue
     if timed_out:
-        raise RewardTimeout(f"math-verify comparison took over {timeout} s")
+        raise RewardTimeout(f"math-verify comparison took over {timeout:g} s")
     return False
 
 
-def math_reward(completion: str, sample: dict[str, Any], timeout: int | None = 3) -> RewardResult:
+def math_reward(completion: str, sample: dict[str, Any], timeout: float | None = 3) -> RewardResult:
     """1.0 if the last \\boxed{} answer (after </think>) equals the gold answer, else 0.0.
 
     `timeout`: seconds math-verify may spend on each parse and each comparison (None: no limit).
@@ -181,7 +224,7 @@ def math_reward(completion: str, sample: dict[str, Any], timeout: int | None = 3
 
 
 @functools.lru_cache(maxsize=65536)
-def verdict(gold: str, answer: str, timeout: int | None = None) -> tuple[bool, bool]:
+def verdict(gold: str, answer: str, timeout: float | None = None) -> tuple[bool, bool]:
     """(answer parseable, answer equals gold). Cached: a group of samples of one prompt often
     repeats an answer, and a repeated answer need not be parsed and compared again."""
     gold_parsed = parse_gold(gold, timeout)

@@ -6,11 +6,12 @@ import time
 from pathlib import Path
 
 import pytest
+from math_verify.errors import TimeoutException
 
 from rlkit.cli import main as rlkit_main
 from rlkit.errors import DataError
 from rlkit.rewards.base import RewardTimeout
-from rlkit.rewards.math import MissingGoldAnswer, answer_part, gold_answer, gold_answers, last_boxed, math_reward
+from rlkit.rewards.math import MissingGoldAnswer, _deadline, answer_part, gold_answer, gold_answers, last_boxed, math_reward
 
 
 def score(completion: str, gold: str) -> float:
@@ -124,6 +125,29 @@ def test_pathological_expression_stops_within_its_time_limit() -> None:
         math_reward("\\boxed{(x+1)^{100000}}", {"answer": "1"}, timeout=1)
     assert time.perf_counter() - started < 5.0
     assert score("\\boxed{1}", "1") == 1.0  # and the next call is fine
+
+
+class _FinalizerThatSpinsPastTheAlarm:
+    def __del__(self) -> None:  # the first alarm lands in here; Python prints its exception and drops it
+        started = time.monotonic()
+        while time.monotonic() - started < 0.5:
+            pass
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_a_time_limit_dropped_inside_a_finalizer_fires_again() -> None:
+    """What CI once hit: sympy ran a weakref callback when the one alarm fired, the exception was
+    dropped, and a 1 s limit ran for 946 s. The timer must fire again after that."""
+    started = time.monotonic()
+    with pytest.raises(TimeoutException):
+        with _deadline(0.1):
+            _FinalizerThatSpinsPastTheAlarm()  # refcount 0 at once: __del__ runs inside the limit
+            while time.monotonic() - started < 5:
+                pass
+    assert time.monotonic() - started < 1.5
+    with _deadline(0.1):  # and a block that ends in time leaves no timer behind
+        pass
+    time.sleep(0.5)
 
 
 # ----------------------------------------------------------------------------- real data
