@@ -127,7 +127,7 @@ def gold_answers(rows: list[dict[str, Any]], source: str) -> list[str]:
     return answers
 
 
-def _limit(timeout: float | None) -> float | None:
+def usable_limit(timeout: float | None) -> float | None:
     """The time limit to enforce: none where signals cannot be delivered (outside the main thread)."""
     if timeout is None or threading.current_thread() is not threading.main_thread():
         return None
@@ -135,7 +135,7 @@ def _limit(timeout: float | None) -> float | None:
 
 
 class _DropDisabledTimeoutWarning(logging.Filter):
-    """math-verify warns once that its own timeout is off; here that is on purpose (see `_deadline`)."""
+    """math-verify warns once that its own timeout is off; here that is on purpose (see `time_limit`)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         return not record.getMessage().startswith("Timeout is disabled")
@@ -146,7 +146,7 @@ for _name in ("math_verify.parser", "math_verify.grader"):
 
 
 @contextlib.contextmanager
-def _deadline(seconds: float | None) -> Iterator[None]:
+def time_limit(seconds: float | None) -> Iterator[None]:
     """Raise TimeoutException in the main thread after `seconds`, and every REPEAT_S after that until
     the block ends: one alarm is not enough, since an exception raised inside a weakref callback or a
     __del__ that sympy happens to be running is printed and dropped."""
@@ -168,7 +168,7 @@ def _deadline(seconds: float | None) -> Iterator[None]:
 
 def _parse(latex: str, timeout: float | None) -> list[Any]:
     try:
-        with _deadline(timeout):
+        with time_limit(timeout):
             return parse(latex, parsing_timeout=None, raise_on_error=True)
     except TimeoutException:
         raise RewardTimeout(f"math-verify parsing took over {timeout:g} s") from None
@@ -184,13 +184,19 @@ def parse_gold(gold: str, timeout: float | None = None) -> tuple[Any, ...]:
     return tuple(_parse("$" + text + "$", timeout))
 
 
-def _equal(gold: tuple[Any, ...], pred: list[Any], timeout: float | None) -> bool:
-    """math-verify's any-pair comparison, one pair at a time so a timed-out pair is told apart."""
+def parse_answer(answer: str, timeout: float | None = None) -> list[Any]:
+    """math-verify's parse of a \\boxed{} answer's content ([] when unparseable); RewardTimeout past `timeout`."""
+    return _parse("\\boxed{" + answer + "}", timeout)
+
+
+def answers_equal(gold: tuple[Any, ...] | list[Any], pred: list[Any], timeout: float | None = None) -> bool:
+    """math-verify's any-pair comparison, one pair at a time so a timed-out pair is told apart;
+    RewardTimeout when no pair was shown equal and one ran past `timeout`."""
     timed_out = False
     for g in gold:
         for p in pred:
             try:
-                with _deadline(timeout):
+                with time_limit(timeout):
                     equal = verify(g, p, timeout_seconds=None, raise_on_error=True)
                 if equal:
                     return True
@@ -217,7 +223,7 @@ def math_reward(completion: str, sample: dict[str, Any], timeout: float | None =
     gold = gold_answer(sample)
     if not boxed.strip() or len(boxed) > MAX_ANSWER_CHARS:
         return RewardResult(0.0, {"reason": "empty or overlong \\boxed{} answer", "gold": gold})
-    parsed, correct = verdict(gold, boxed, _limit(timeout))
+    parsed, correct = verdict(gold, boxed, usable_limit(timeout))
     if not parsed:
         return RewardResult(0.0, {"reason": "answer not parseable", "pred": boxed, "gold": gold})
     return RewardResult(1.0 if correct else 0.0, {"pred": boxed, "gold": gold})
@@ -230,10 +236,10 @@ def verdict(gold: str, answer: str, timeout: float | None = None) -> tuple[bool,
     gold_parsed = parse_gold(gold, timeout)
     if not gold_parsed:
         raise ValueError(f"math-verify cannot parse the gold answer {gold!r}")
-    pred_parsed = _parse("\\boxed{" + answer + "}", timeout)
+    pred_parsed = parse_answer(answer, timeout)
     if not pred_parsed:
         return False, False
-    return True, _equal(gold_parsed, pred_parsed, timeout)
+    return True, answers_equal(gold_parsed, pred_parsed, timeout)
 
 
 math_reward.check_sample = gold_answer  # type: ignore[attr-defined]  # run before training: rlkit.scoring.registry.check_samples

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 
 import pytest
 
@@ -75,6 +76,14 @@ def test_maj_at_k_with_math_equivalence_groups_equal_numbers():
     verdicts = [[F, T, T, T]]
     assert maj_at_k(answers, verdicts) == 0.0  # as strings: four singletons, the tie goes to '3'
     assert maj_at_k(answers, verdicts, math_equivalence()) == 1.0  # as numbers: 1/2 wins 3 to 1
+
+
+def test_math_equivalence_gives_up_on_a_pathological_answer_in_time():
+    equivalent = math_equivalence(timeout=1)
+    started = time.perf_counter()
+    assert not equivalent("(x+1)^{100000}", "4")  # sympy would expand this for minutes
+    assert time.perf_counter() - started < 5
+    assert equivalent("0.5", "\\frac{1}{2}")  # and the next comparison is fine
 
 
 def test_maj_at_k_checks_lengths():

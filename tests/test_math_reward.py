@@ -11,7 +11,7 @@ from math_verify.errors import TimeoutException
 from rlkit.cli import main as rlkit_main
 from rlkit.errors import DataError
 from rlkit.rewards.base import RewardTimeout
-from rlkit.rewards.math import MissingGoldAnswer, _deadline, answer_part, gold_answer, gold_answers, last_boxed, math_reward
+from rlkit.rewards.math import MissingGoldAnswer, answer_part, gold_answer, gold_answers, last_boxed, math_reward, time_limit
 
 
 def score(completion: str, gold: str) -> float:
@@ -140,12 +140,12 @@ def test_a_time_limit_dropped_inside_a_finalizer_fires_again() -> None:
     dropped, and a 1 s limit ran for 946 s. The timer must fire again after that."""
     started = time.monotonic()
     with pytest.raises(TimeoutException):
-        with _deadline(0.1):
+        with time_limit(0.1):
             _FinalizerThatSpinsPastTheAlarm()  # refcount 0 at once: __del__ runs inside the limit
             while time.monotonic() - started < 5:
                 pass
     assert time.monotonic() - started < 1.5
-    with _deadline(0.1):  # and a block that ends in time leaves no timer behind
+    with time_limit(0.1):  # and a block that ends in time leaves no timer behind
         pass
     time.sleep(0.5)
 

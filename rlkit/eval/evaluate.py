@@ -55,24 +55,21 @@ def gold_or_none(sample: dict[str, Any]) -> str | None:
         return None
 
 
-def math_equivalence(timeout: int = 3) -> Callable[[str, str], bool]:
-    """Answer equivalence for majority voting: equal without spaces, or equal by math-verify.
+def math_equivalence(timeout: float = 3) -> Callable[[str, str], bool]:
+    """Answer equivalence for majority voting: equal without spaces, or equal by math-verify, under
+    the math reward's time limit (main thread only: it is a signal); an answer that cannot be parsed
+    or compared in time is equal only to itself."""
+    from rlkit.rewards.base import RewardTimeout
+    from rlkit.rewards.math import answers_equal, parse_answer, usable_limit
 
-    math-verify's time limits use SIGALRM, so they apply only in the main thread; an answer that
-    cannot be parsed or compared in time is equal only to itself.
-    """
-    import threading
-
-    from math_verify import parse, verify
-
-    limit = timeout if threading.current_thread() is threading.main_thread() else None
+    limit = usable_limit(timeout)
     parsed: dict[str, Any] = {}
 
     def parse_once(answer: str) -> Any:
         if answer not in parsed:
             try:
-                parsed[answer] = parse("\\boxed{" + answer + "}", parsing_timeout=limit)
-            except Exception:  # noqa: BLE001 - unparseable or too slow: no math identity
+                parsed[answer] = parse_answer(answer, limit)
+            except RewardTimeout:
                 parsed[answer] = []
         return parsed[answer]
 
@@ -83,8 +80,8 @@ def math_equivalence(timeout: int = 3) -> Callable[[str, str], bool]:
         if not pa or not pb:
             return False
         try:
-            return bool(verify(pa, pb, timeout_seconds=limit))
-        except Exception:  # noqa: BLE001 - sympy failing to compare means "not shown equal"
+            return answers_equal(pa, pb, limit)
+        except RewardTimeout:
             return False
 
     return equivalent
