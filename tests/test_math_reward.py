@@ -2,6 +2,7 @@
 and agreement with the Qwen2.5-Math grader on 800 real responses."""
 
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -134,10 +135,11 @@ class _FinalizerThatSpinsPastTheAlarm:
             pass
 
 
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
-def test_a_time_limit_dropped_inside_a_finalizer_fires_again() -> None:
+def test_a_time_limit_dropped_inside_a_finalizer_fires_again(monkeypatch: pytest.MonkeyPatch) -> None:
     """What CI once hit: sympy ran a weakref callback when the one alarm fired, the exception was
     dropped, and a 1 s limit ran for 946 s. The timer must fire again after that."""
+    dropped: list[BaseException | None] = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda unraisable: dropped.append(unraisable.exc_value))
     started = time.monotonic()
     with pytest.raises(TimeoutException):
         with time_limit(0.1):
@@ -145,6 +147,7 @@ def test_a_time_limit_dropped_inside_a_finalizer_fires_again() -> None:
             while time.monotonic() - started < 5:
                 pass
     assert time.monotonic() - started < 1.5
+    assert len(dropped) == 1 and isinstance(dropped[0], TimeoutException)  # the first alarm was lost
     with time_limit(0.1):  # and a block that ends in time leaves no timer behind
         pass
     time.sleep(0.5)
