@@ -146,7 +146,7 @@ def test_a_time_limit_dropped_inside_a_finalizer_fires_again(monkeypatch: pytest
             _FinalizerThatSpinsPastTheAlarm()  # refcount 0 at once: __del__ runs inside the limit
             while time.monotonic() - started < 5:
                 pass
-    assert time.monotonic() - started < 1.5
+    assert time.monotonic() - started < 3  # not the 5 s the loop would spin
     assert len(dropped) == 1 and isinstance(dropped[0], TimeoutException)  # the first alarm was lost
     with time_limit(0.1):  # and a block that ends in time leaves no timer behind
         pass
