@@ -9,7 +9,7 @@ stage by its name.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -180,7 +180,7 @@ class RolloutDPOStage(DPOStage):
     pairs_per_prompt: int = Field(1, ge=1)
 
 
-Stage = Annotated[Union[SFTStage, RLStage, DPOStage, RolloutDPOStage], Field(discriminator="type")]
+Stage = Annotated[SFTStage | RLStage | DPOStage | RolloutDPOStage, Field(discriminator="type")]
 
 
 class RunConfig(Section):

@@ -15,12 +15,11 @@ from typing import Any
 import torch
 
 from rlkit.checkpoint import atomic_dir, atomic_write_text
-from rlkit.config import RunConfig, dump_config
+from rlkit.config import RewardSpec, RunConfig, dump_config
 from rlkit.data import load_samples
 from rlkit.errors import ConfigError
 from rlkit.models import load_model, load_tokenizer, resolve_device
 from rlkit.scoring.pool import RewardPool
-from rlkit.config import RewardSpec
 from rlkit.stages.context import StageContext
 
 RL_LIKE = ("rl", "dpo", "rollout_dpo")

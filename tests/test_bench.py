@@ -25,7 +25,7 @@ def test_bench_runs_rlkit_and_trl_on_cpu(tmp_path, capsys) -> None:
     assert rlkit["step_s"] > 0 and rlkit["generate_s"] > 0 and rlkit["train_s"] > 0
     assert rlkit["other_s"] >= -1e-6  # the phases never add up to more than the step
     # every sample ran to the completion limit (EOS ignored): tokens per step = sequences x limit
-    step = [r for r in result["runs"][0]["records"] if not r["warmup"]][0]
+    step = next(r for r in result["runs"][0]["records"] if not r["warmup"])
     assert step["completion_tokens"] == TINY.sequences * TINY.completion_tokens
     assert rows["trl"]["step_s"] > 0
     assert "| rlkit |" in printed and "| trl |" in printed and "faster than TRL" in printed

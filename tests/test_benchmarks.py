@@ -113,6 +113,6 @@ def test_recipe_with_an_unknown_eval_benchmark_fails_at_load(tmp_path: Path):
     recipe = tmp_path / "r.yaml"
     recipe.write_text(f"eval: {{benchmarks: [aime24, aime2024], data_dir: {tmp_path}}}\nstages: [{{type: rl}}]\n")
     write_jsonl(tmp_path / "aime24.jsonl", [{"problem": "p", "answer": "1"}])
-    with pytest.raises(ConfigError, match="key 'eval.benchmarks': unknown benchmark 'aime2024'"):
+    with pytest.raises(ConfigError, match=r"key 'eval\.benchmarks': unknown benchmark 'aime2024'"):
         load_config(recipe)
     assert load_config(recipe, ["eval.benchmarks=[aime24]"]).eval.benchmarks == ["aime24"]

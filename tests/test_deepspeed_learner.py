@@ -11,12 +11,12 @@ import torch
 
 pytest.importorskip("deepspeed")
 
-from rlkit.config import LearnerConfig, LoraConfig  # noqa: E402
-from rlkit.learner.base import pad_sequences  # noqa: E402
-from rlkit.learner.deepspeed_learner import DeepSpeedLearner, deepspeed_config  # noqa: E402
-from rlkit.learner.torch_learner import TorchLearner  # noqa: E402
-from rlkit.stages.sft import sft_loss  # noqa: E402
-from rlkit.world.model import build_tiny_model  # noqa: E402
+from rlkit.config import LearnerConfig, LoraConfig
+from rlkit.learner.base import pad_sequences
+from rlkit.learner.deepspeed_learner import DeepSpeedLearner, deepspeed_config
+from rlkit.learner.torch_learner import TorchLearner
+from rlkit.stages.sft import sft_loss
+from rlkit.world.model import build_tiny_model
 
 pytestmark = pytest.mark.deepspeed
 CPU = torch.device("cpu")

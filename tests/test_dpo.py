@@ -83,7 +83,7 @@ def test_dpo_loss_fn_micro_batches_sum_to_the_batch_mean():
     first, _ = loss_fn(batch.select(slice(0, 2)), logprobs[:2], logprobs[:2])
     second, _ = loss_fn(batch.select(slice(2, 4)), logprobs[2:], logprobs[2:])
     assert float(first + second) == pytest.approx(float(whole))
-    with pytest.raises(ValueError, match="split a .chosen, rejected. pair"):
+    with pytest.raises(ValueError, match=r"split a .chosen, rejected. pair"):
         loss_fn(batch.select(slice(0, 3)), logprobs[:3], logprobs[:3])
 
 

@@ -101,7 +101,7 @@ def test_unsupported_model_names_the_key() -> None:
     model = Qwen2ForCausalLM(Qwen2Config(vocab_size=32, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
                                          num_attention_heads=2, num_key_value_heads=1))
     model.config.model_type = "gpt2"
-    with pytest.raises(ConfigError, match="rollout.static_cache"):
+    with pytest.raises(ConfigError, match=r"rollout\.static_cache"):
         FastHFEngine(model, build_tiny_tokenizer())
 
 

@@ -113,7 +113,7 @@ def test_lora_recipe_key_validates(tmp_path):
     recipe = tmp_path / "r.yaml"
     recipe.write_text("stages: [{type: rl, steps: 1}]\nlearner: {lora: {r: 8, alpha: 16, target_modules: [q_proj]}}\n")
     assert load_config(recipe).learner.lora.r == 8
-    with pytest.raises(Exception, match="learner.lora.rank"):
+    with pytest.raises(Exception, match=r"learner\.lora\.rank"):
         load_config(recipe, ["learner.lora.rank=4"])
 
 

@@ -8,11 +8,19 @@ from pathlib import Path
 
 import pytest
 from math_verify.errors import TimeoutException
+from rlkit.rewards.base import RewardTimeout
+from rlkit.rewards.math import (
+    MissingGoldAnswer,
+    answer_part,
+    gold_answer,
+    gold_answers,
+    last_boxed,
+    math_reward,
+    time_limit,
+)
 
 from rlkit.cli import main as rlkit_main
 from rlkit.errors import DataError
-from rlkit.rewards.base import RewardTimeout
-from rlkit.rewards.math import MissingGoldAnswer, answer_part, gold_answer, gold_answers, last_boxed, math_reward, time_limit
 
 
 def score(completion: str, gold: str) -> float:
@@ -141,11 +149,10 @@ def test_a_time_limit_dropped_inside_a_finalizer_fires_again(monkeypatch: pytest
     dropped: list[BaseException | None] = []
     monkeypatch.setattr(sys, "unraisablehook", lambda unraisable: dropped.append(unraisable.exc_value))
     started = time.monotonic()
-    with pytest.raises(TimeoutException):
-        with time_limit(0.1):
-            _FinalizerThatSpinsPastTheAlarm()  # refcount 0 at once: __del__ runs inside the limit
-            while time.monotonic() - started < 5:
-                pass
+    with pytest.raises(TimeoutException), time_limit(0.1):
+        _FinalizerThatSpinsPastTheAlarm()  # refcount 0 at once: __del__ runs inside the limit
+        while time.monotonic() - started < 5:
+            pass
     assert time.monotonic() - started < 3  # not the 5 s the loop would spin
     assert len(dropped) == 1 and isinstance(dropped[0], TimeoutException)  # the first alarm was lost
     with time_limit(0.1):  # and a block that ends in time leaves no timer behind

@@ -1,7 +1,8 @@
 """Every Python package folder is listed in pyproject.toml (rewards/ and synth/ install into rlkit.*)."""
 
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 REPO = Path(__file__).resolve().parents[1]
 ROOTS = {"rlkit": "rlkit", "rewards": "rlkit.rewards", "synth": "rlkit.synth"}

@@ -88,7 +88,7 @@ def learner_logprobs_of(learner, prompts, responses) -> list[torch.Tensor]:
 
 
 def max_gap(engine_lps: list[list[float]], learner_lps: list[torch.Tensor]) -> float:
-    return max(float((torch.tensor(e) - l).abs().max()) for e, l in zip(engine_lps, learner_lps))
+    return max(float((torch.tensor(e) - learner).abs().max()) for e, learner in zip(engine_lps, learner_lps))
 
 
 @pytest.fixture

@@ -84,7 +84,7 @@ def test_sigint_mid_rl_saves_a_checkpoint_and_resume_finishes(tmp_path):
     done = subprocess.run(cmd + ["--resume"], cwd=REPO, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     assert "[sft] done in an earlier run; skipping" in done.stdout
-    assert f"resumed from" in done.stdout
+    assert "resumed from" in done.stdout
     steps = [(m["stage"], m["step"]) for m in read_metrics(run_dir)]
     assert steps == [("sft", 1), ("sft", 2)] + [("rl", s) for s in range(1, 13)]  # each step exactly once
     summary = json.loads((run_dir / "summary.json").read_text())

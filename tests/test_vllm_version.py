@@ -28,7 +28,7 @@ def test_too_old_vllm_is_a_config_error_naming_both_versions(version):
 
 
 def test_unreadable_version_is_a_config_error():
-    with pytest.raises(ConfigError, match="cannot read the vLLM version.*'dev-build'"):
+    with pytest.raises(ConfigError, match=r"cannot read the vLLM version.*'dev-build'"):
         check_vllm_version("dev-build")
 
 
@@ -46,7 +46,7 @@ def vllm_env(monkeypatch):
 
 def test_missing_vllm_is_a_config_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "vllm", None)  # makes `import vllm` raise ImportError
-    with pytest.raises(ConfigError, match="rollout.engine=vllm but vLLM cannot be imported.*setup_vllm_venv.sh"):
+    with pytest.raises(ConfigError, match=r"rollout\.engine=vllm but vLLM cannot be imported.*setup_vllm_venv\.sh"):
         import_vllm()
 
 

@@ -42,7 +42,7 @@ def test_receiver_gets_every_tensor_with_name_dtype_and_shape():
 
 
 def test_bad_arguments_name_what_was_expected():
-    with pytest.raises(ValueError, match="one of .'nccl', 'gloo'., got 'mpi'"):
+    with pytest.raises(ValueError, match=r"one of .'nccl', 'gloo'., got 'mpi'"):
         open_weight_update_group("127.0.0.1", 1, 0, 2, "mpi")
     with pytest.raises(ValueError, match="rank 2 is outside the weight update group of size 2"):
         open_weight_update_group("127.0.0.1", 1, 2, 2, "gloo")

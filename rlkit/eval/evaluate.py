@@ -7,8 +7,9 @@ reward. A sample is correct when its score is above 0.5 (the math reward gives 1
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from rlkit.eval.benchmarks import Benchmark
 from rlkit.eval.metrics import avg_at_k, maj_at_k, mean_pass_at_k, pass_ks

@@ -7,7 +7,7 @@ numbers; the model, the engine and the reward play no part here.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
-from typing import Callable, Iterable, Protocol
+from typing import Protocol
 
 import torch
 
@@ -24,7 +25,7 @@ class TokenBatch:
     def __len__(self) -> int:
         return self.input_ids.shape[0]
 
-    def select(self, index: slice | torch.Tensor | tuple) -> "TokenBatch":
+    def select(self, index: slice | torch.Tensor | tuple) -> TokenBatch:
         return TokenBatch(
             self.input_ids[index],
             self.attention_mask[index],
@@ -40,7 +41,7 @@ class TokenBatch:
         groups = torch.arange(len(self)).view(-1, self.row_group)
         return [chunk.flatten() for chunk in groups.tensor_split(parts)]
 
-    def to(self, device: torch.device | str) -> "TokenBatch":
+    def to(self, device: torch.device | str) -> TokenBatch:
         moved = {name: getattr(self, name).to(device) for name in ("input_ids", "attention_mask", "loss_mask")}
         return replace(self, **moved, extras={k: v.to(device) for k, v in self.extras.items()})
 

@@ -16,8 +16,8 @@ import copy
 import math
 import os
 import socket
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Iterable, Iterator
 
 import torch
 

@@ -10,7 +10,7 @@ logits there. On CUDA the per-chunk elementwise work is fused by torch.compile i
 from __future__ import annotations
 
 import weakref
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
@@ -112,7 +112,7 @@ def fused_head_logprobs(hidden: torch.Tensor, head: torch.nn.Linear, targets: to
     return logprobs.view(shape), entropy.view(shape)
 
 
-_COMPILED_BODIES: "weakref.WeakKeyDictionary[torch.nn.Module, Callable]" = weakref.WeakKeyDictionary()
+_COMPILED_BODIES: weakref.WeakKeyDictionary[torch.nn.Module, Callable] = weakref.WeakKeyDictionary()
 
 
 def compiled_body(body: torch.nn.Module) -> Callable:

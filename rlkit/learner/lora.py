@@ -8,9 +8,9 @@ same module with the adapter disabled, not a second copy of the model.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
-from typing import Callable, Iterator
 
 import torch
 

@@ -7,7 +7,7 @@ step. The Ray learner group hands out one whose ranks each score their shard.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 import copy
 import math
 import os
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import torch
 

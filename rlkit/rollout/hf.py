@@ -6,7 +6,7 @@ nothing; `update_weights` is for an engine that holds its own copy.
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import torch
 from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList, PreTrainedModel

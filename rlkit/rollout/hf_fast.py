@@ -22,8 +22,8 @@ a sliding window). Selected by `rollout.static_cache: true` with the HF engine.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -327,7 +327,7 @@ class FastHFEngine(InProcessEngine):
         with torch.cuda.stream(side):
             try:
                 step()
-            except Exception as err:  # noqa: BLE001 - a compiler failure must not stop the rollout
+            except Exception as err:  # a compiler failure must not stop the rollout
                 if self._compiled is None:
                     raise
                 log.warning("torch.compile of the decode step failed (%s: %s); using eager kernels", type(err).__name__, err)

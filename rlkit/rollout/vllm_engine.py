@@ -20,8 +20,9 @@ from __future__ import annotations
 import os
 import tempfile
 import warnings
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import torch
 
@@ -196,7 +197,7 @@ class VLLMEngine:
         self._owned_dir: tempfile.TemporaryDirectory | None = None
 
     @classmethod
-    def from_config(cls, config: Any, tokenizer: Any, model: torch.nn.Module | None = None) -> "VLLMEngine":
+    def from_config(cls, config: Any, tokenizer: Any, model: torch.nn.Module | None = None) -> VLLMEngine:
         """The engine for a RunConfig. `model` (the current policy) is written to a temporary directory
         that vLLM starts from; without it vLLM loads `model.path` (the tiny world's model is built first)."""
         owned = None

@@ -11,8 +11,8 @@ receives (`VLLMEngine.receive_weights`), each with the same names, dtypes and sh
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from datetime import timedelta
-from typing import Iterable, Iterator
 
 import torch
 

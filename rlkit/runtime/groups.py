@@ -8,7 +8,8 @@ calls them exactly as it calls the local objects.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import torch
 
@@ -63,7 +64,7 @@ class GroupWeights:
     """`LearnerGroup.named_weights()`: iterating pulls the full weights to the driver; the rollout
     group recognizes it and syncs actor to actor instead (in-process or over the weight group)."""
 
-    def __init__(self, group: "LearnerGroup"):
+    def __init__(self, group: LearnerGroup):
         self.group = group
 
     def __iter__(self) -> Iterator[tuple[str, torch.Tensor]]:

@@ -96,7 +96,10 @@ def run_dpo(ctx: StageContext, stage: DPOStage) -> None:
     if isinstance(stage, RolloutDPOStage):
         check_samples(ctx.config.rewards, samples, stage.data.source)  # e.g. a row without a gold answer
         scorer = ctx.build_scorer()
-        step_fn = lambda step: rollout_dpo_step(ctx, stage, scorer, stream, train_on, step)
+
+        def step_fn(step: int) -> dict[str, float]:
+            return rollout_dpo_step(ctx, stage, scorer, stream, train_on, step)
+
         status = {"loss": "loss", "pairs": "pairs", "acc": "accuracy", "eval": "eval/accuracy"}
     else:
         scorer = None
