@@ -47,7 +47,9 @@ class InProcessEngine:
     in calls of at most `batch_size` sequences (prompts x samples); subclasses decode one such call."""
 
     model: PreTrainedModel
+    tokenizer: object
     batch_size: int
+    stop_ids: set[int]
 
     @torch.no_grad()
     def generate(self, prompts: list[list[int]], sampling: SamplingParams) -> list[Completion]:
@@ -59,6 +61,29 @@ class InProcessEngine:
 
     def _generate_batch(self, prompts: list[list[int]], sampling: SamplingParams, index_offset: int) -> list[Completion]:
         raise NotImplementedError
+
+    def _completions(
+        self, prompts: list[list[int]], tokens: torch.Tensor, logprobs: torch.Tensor, n: int, index_offset: int
+    ) -> list[Completion]:
+        """Completions from generated rows (row r answers prompt r // n), each cut after its first stop
+        token: rows of a batch run on past their end until the longest one stops."""
+        responses, finishes = [], []
+        for row in tokens.tolist():
+            cut = next((t + 1 for t, tok in enumerate(row) if tok in self.stop_ids), None)
+            responses.append(row[:cut])
+            finishes.append("length" if cut is None else "stop")
+        texts = self.tokenizer.batch_decode(responses, skip_special_tokens=True)  # one call: fast tokenizers batch it
+        return [
+            Completion(
+                prompt_index=index_offset + row // n,
+                prompt_ids=list(prompts[row // n]),
+                response_ids=response,
+                logprobs=logprobs[row, : len(response)].tolist(),
+                text=texts[row],
+                finish_reason=finishes[row],
+            )
+            for row, response in enumerate(responses)
+        ]
 
     @torch.no_grad()
     def update_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> None:
@@ -128,25 +153,4 @@ class HFEngine(InProcessEngine):
         finally:
             self.model.train(was_training)
         logprobs = recorder.finish(sequences).cpu()
-        responses = sequences[:, width:].cpu()
-
-        completions = []
-        for row in range(responses.shape[0]):
-            prompt_row = row // sampling.n
-            tokens = responses[row].tolist()
-            finish = "length"
-            for t, tok in enumerate(tokens):
-                if tok in self.stop_ids:
-                    tokens, finish = tokens[: t + 1], "stop"
-                    break
-            completions.append(
-                Completion(
-                    prompt_index=index_offset + prompt_row,
-                    prompt_ids=list(prompts[prompt_row]),
-                    response_ids=tokens,
-                    logprobs=logprobs[row, : len(tokens)].tolist(),
-                    text=self.tokenizer.decode(tokens, skip_special_tokens=True),
-                    finish_reason=finish,
-                )
-            )
-        return completions
+        return self._completions(prompts, sequences[:, width:].cpu(), logprobs, sampling.n, index_offset)

@@ -385,27 +385,4 @@ class FastHFEngine(InProcessEngine):
         produced = int(state.step)
         tokens = state.out_tokens[:, :produced].cpu()
         logprobs = state.out_logprobs[:, :produced].cpu()
-
-        responses, finishes = [], []
-        for row in range(rows):
-            response = tokens[row].tolist()
-            finish = "length"
-            for t, tok in enumerate(response):
-                if tok in self.stop_ids:
-                    response, finish = response[: t + 1], "stop"
-                    break
-            responses.append(response)
-            finishes.append(finish)
-        texts = self.tokenizer.batch_decode(responses, skip_special_tokens=True)  # one call: fast tokenizers batch it
-        completions = [
-            Completion(
-                prompt_index=index_offset + row // sampling.n,
-                prompt_ids=list(prompts[row // sampling.n]),
-                response_ids=responses[row],
-                logprobs=logprobs[row, : len(responses[row])].tolist(),
-                text=texts[row],
-                finish_reason=finishes[row],
-            )
-            for row in range(rows)
-        ]
-        return completions
+        return self._completions(prompts, tokens, logprobs, sampling.n, index_offset)
