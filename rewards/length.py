@@ -18,9 +18,8 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from rlkit.rewards.base import RewardResult
-
 from rlkit.errors import ConfigError
+from rlkit.rewards.base import RewardResult
 
 
 def overlong_penalty(length: int, max_len: int, cache_len: int) -> float:

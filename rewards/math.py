@@ -32,9 +32,9 @@ from typing import Any
 
 from math_verify import parse, verify
 from math_verify.errors import TimeoutException
-from rlkit.rewards.base import RewardResult, RewardTimeout
 
 from rlkit.errors import DataError
+from rlkit.rewards.base import RewardResult, RewardTimeout
 
 THINK_START, THINK_END = "<think>", "</think>"
 MAX_ANSWER_CHARS = 4096  # a longer "answer" is a runaway generation, not worth a parse

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from rlkit.rewards.code.code_quality import (
     analysed_code,
     code_quality_reward,

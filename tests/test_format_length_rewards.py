@@ -1,6 +1,7 @@
 """`format` (R1 shape) and `length` (DAPO soft overlong punishment) against hand-computed values."""
 
 import pytest
+
 from rlkit.rewards.format import format_reward
 from rlkit.rewards.length import length_reward, overlong_penalty
 

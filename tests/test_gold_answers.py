@@ -3,9 +3,9 @@
 from pathlib import Path
 
 import pytest
-from rlkit.rewards.math import gold_answers, parse_gold
 
 from rlkit.data import read_rows
+from rlkit.rewards.math import gold_answers, parse_gold
 
 # Golds math-verify keeps as text only (compared as strings): 'np.arcsin(10/13)', 'E_{1},E_{2}', ...
 TEXT_ONLY = {"minerva_math.jsonl": 6, "olympiadbench.jsonl": 2}

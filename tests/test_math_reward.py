@@ -8,6 +8,9 @@ from pathlib import Path
 
 import pytest
 from math_verify.errors import TimeoutException
+
+from rlkit.cli import main as rlkit_main
+from rlkit.errors import DataError
 from rlkit.rewards.base import RewardTimeout
 from rlkit.rewards.math import (
     MissingGoldAnswer,
@@ -18,9 +21,6 @@ from rlkit.rewards.math import (
     math_reward,
     time_limit,
 )
-
-from rlkit.cli import main as rlkit_main
-from rlkit.errors import DataError
 
 
 def score(completion: str, gold: str) -> float:

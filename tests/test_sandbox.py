@@ -13,6 +13,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+
 from rlkit.rewards.code import sandbox
 from rlkit.rewards.code.sandbox import RUN_UID_RANGE, SandboxLimits, SandboxUnavailableError, run_python
 

@@ -11,11 +11,11 @@ import uuid
 from pathlib import Path
 
 import pytest
-from rlkit.rewards.code.sandbox import SandboxLimits
-from rlkit.rewards.code.unit_tests import parse_verdict, program_and_tests, run_unit_tests, unit_tests_reward
 from test_sandbox import wait_for_no_leftovers
 
 from rlkit.errors import DataError
+from rlkit.rewards.code.sandbox import SandboxLimits
+from rlkit.rewards.code.unit_tests import parse_verdict, program_and_tests, run_unit_tests, unit_tests_reward
 
 pytestmark = pytest.mark.sandbox
 

@@ -1,8 +1,8 @@
 """The tiny world: tokenizer round trips, the teacher is right, splits are disjoint."""
 
-from rlkit.rewards.math import math_reward
 from transformers import AutoTokenizer
 
+from rlkit.rewards.math import math_reward
 from rlkit.world.arithmetic import arithmetic_samples
 from rlkit.world.model import build_tiny_model
 from rlkit.world.tokenizer import build_tiny_tokenizer

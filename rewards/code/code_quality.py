@@ -38,12 +38,11 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from rlkit.errors import DataError, MissingExtraError
 from rlkit.rewards.base import RewardResult
 from rlkit.rewards.code.extract import extract_code
 from rlkit.rewards.code.sandbox import SandboxLimits
 from rlkit.rewards.code.unit_tests import program_and_tests, run_unit_tests
-
-from rlkit.errors import DataError, MissingExtraError
 
 SEVERITIES = {"LOW": 1, "MEDIUM": 2, "HIGH": 3}
 # assert statements and the `random` module are normal in solutions to programming problems

@@ -34,9 +34,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from rlkit.rewards.code.cgroup import create_run_cgroup
-
 from rlkit.errors import RlkitError
+from rlkit.rewards.code.cgroup import create_run_cgroup
 
 INSTALL_HINT = "run scripts/install_sandbox.sh (installs the Debian/Ubuntu 'bubblewrap' package) or install bubblewrap yourself"
 SANDBOX_DIR = "/sandbox"  # where the run's files are mounted, read-only

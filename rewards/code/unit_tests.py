@@ -26,11 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rlkit.errors import DataError
 from rlkit.rewards.base import RewardResult
 from rlkit.rewards.code.extract import extract_code
 from rlkit.rewards.code.sandbox import SandboxLimits, require_sandbox, run_python
-
-from rlkit.errors import DataError
 
 require_sandbox()  # fail when the reward is resolved, naming bubblewrap and the install script, not at every call
 
