@@ -85,7 +85,12 @@ class LoraConfig(Section):
 
 class LearnerConfig(Section):
     backend: Literal["torch", "deepspeed"] = "torch"
-    micro_batch_size: int = Field(64, ge=1, description="sequences per forward/backward pass.")
+    micro_batch_size: int = Field(64, ge=1, description="sequences per forward/backward pass (when micro_batch_tokens is 0).")
+    micro_batch_tokens: int = Field(
+        0, ge=0,
+        description="torch learner: real tokens per forward/backward pass; sequences are sorted by length and packed into rows "
+                    "(position ids keep them apart), so padding costs nothing. 0 = micro_batch_size padded rows.",
+    )
     max_grad_norm: float = Field(1.0, gt=0)
     weight_decay: float = 0.0
     gradient_checkpointing: bool = False
