@@ -13,7 +13,10 @@ modules, so weights are shared with the learner and a weight sync costs nothing)
   before every generate);
 - sampling by the exponential-race (Gumbel-max) trick: argmax(log p - log E), E ~ Exp(1),
   which draws exactly from softmax(logits / T) without a cumulative sum or a multinomial;
-- the sampled token's log-probability under the warped distribution, as the HF engine records.
+- the sampled token's log-probability under the warped distribution, as the HF engine records;
+- compaction: when half of the rows (or more) have stopped, the live rows move to the front of the
+  buffers and decoding goes on with a batch half as large (its own captured graph, on views of the same
+  cache), so a long-tailed batch stops paying for its finished rows (`compact`, on by default).
 
 Supports decoder-only models with Llama-style attention (Qwen2, Qwen3, Llama, Mistral without
 a sliding window). Selected by `rollout.static_cache: true` with the HF engine.
@@ -23,7 +26,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -38,6 +41,7 @@ SUPPORTED_MODEL_TYPES = {"qwen2", "qwen3", "llama", "mistral"}
 STOP_CHECK_EVERY = 32  # decode steps between host checks for "every row has stopped"
 MAX_CACHED_STATES = 4  # KV caches (and captured graphs) kept for reuse, one per batch shape
 WIDTH_MULTIPLE = 32  # prompt widths are padded up to a multiple of this when graphs are captured
+MIN_COMPACT_ROWS = 8  # the smallest batch compaction shrinks to
 
 
 def _rotate_half(x: torch.Tensor) -> torch.Tensor:
@@ -96,6 +100,24 @@ class _DecodeState:
     out_logprobs: torch.Tensor  # [B, T] float
     noise: torch.Tensor | None  # [B, V] float, refilled with Exp(1) draws every step
     graph: torch.cuda.CUDAGraph | None = None
+    halves: dict[int, _DecodeState] = field(default_factory=dict)  # compacted batches: views of the first rows
+
+    def rows(self, size: int) -> _DecodeState:
+        """The state of the first `size` rows: views of these buffers (one step counter and slot), own graph."""
+        if size == len(self.token):
+            return self
+        if size not in self.halves:
+            first = slice(0, size)
+            self.halves[size] = _DecodeState(
+                [k[first] for k in self.keys], [v[first] for v in self.values], self.valid[first], self.token[first],
+                self.position[first], self.slot, self.step, self.done[first], self.out_tokens[first],
+                self.out_logprobs[first], None if self.noise is None else self.noise[first],
+            )
+        return self.halves[size]
+
+    def per_row(self) -> list[torch.Tensor]:
+        """Every buffer with one row per sequence (what compaction moves)."""
+        return [*self.keys, *self.values, self.valid, self.token, self.position, self.done, self.out_tokens, self.out_logprobs]
 
 
 class FastHFEngine(InProcessEngine):
@@ -119,6 +141,8 @@ class FastHFEngine(InProcessEngine):
         self.batch_size = batch_size
         self.stop_ids = {tokenizer.eos_token_id}
         self.cuda_graph, self.compile = cuda_graph, compile
+        self.compact = True
+        self.stats: dict[str, float] = {}  # token counts since the caller last cleared it (rlkit bench reads them)
         self._states: dict[tuple, _DecodeState] = {}
         self._fused: dict[int, _FusedLayer] = {}
         self._compiled: Callable | None = None
@@ -294,30 +318,74 @@ class FastHFEngine(InProcessEngine):
     def _maybe_compile(self, device: torch.device) -> None:
         wanted = self.compile if self.compile is not None else device.type == "cuda"
         if wanted and self._compiled is None and not self.compile_failed:
-            self._compiled = torch.compile(self._decode_and_sample, dynamic=False, fullgraph=False)
+            # static shapes for the first batch; a second batch size (a compacted half) recompiles once with a
+            # dynamic batch dimension that serves every later size, instead of one compile per size
+            self._compiled = torch.compile(self._decode_and_sample, dynamic=None, fullgraph=False)
 
-    def _run_decode(self, state: _DecodeState, sampling: SamplingParams, stop: torch.Tensor | None, pad: int, steps: int) -> None:
+    def _run_decode(self, state: _DecodeState, sampling: SamplingParams, stop: torch.Tensor | None, pad: int,
+                    steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Decode up to `steps` more tokens; returns every row's (tokens, logprobs) [B, max_new_tokens]."""
         device = state.token.device
         self._maybe_compile(device)
+        rows = torch.arange(len(state.token), device=device)  # original row of each row of `current`
+        current = state
+        tokens, logprobs = state.out_tokens, state.out_logprobs
+        index = 0
+        while index < steps:
+            current, ran = self._decode_steps(current, sampling, stop, pad, min(steps - index, STOP_CHECK_EVERY))
+            index += ran
+            self.stats["decode_computed"] = self.stats.get("decode_computed", 0) + ran * len(current.token)
+            if stop is None or index >= steps:
+                continue  # nothing stops rows: no check, and nothing to compact
+            live = (~current.done[: len(rows)]).nonzero().squeeze(1)  # one host sync per STOP_CHECK_EVERY steps
+            if len(live) == 0:
+                break
+            size = self._compact_size(len(live), len(current.token))
+            if size < len(current.token):
+                if tokens is state.out_tokens:  # the first compaction: keep the outputs apart from the moving rows
+                    tokens, logprobs = tokens.clone(), logprobs.clone()
+                tokens[rows], logprobs[rows] = current.out_tokens[: len(rows)], current.out_logprobs[: len(rows)]
+                rows = rows[live]
+                for buffer in state.per_row():
+                    buffer[: len(live)] = buffer[live]
+                state.done[len(live) : size] = True  # rows past the live ones only fill the batch
+                current = state.rows(size)
+        if tokens is not state.out_tokens:
+            tokens[rows], logprobs[rows] = current.out_tokens[: len(rows)], current.out_logprobs[: len(rows)]
+        return tokens, logprobs
+
+    def _compact_size(self, live: int, size: int) -> int:
+        """Halve the batch while the live rows fit (never below MIN_COMPACT_ROWS); `size` when compaction is off."""
+        if not self.compact:
+            return size
+        while size % 2 == 0 and size // 2 >= max(live, MIN_COMPACT_ROWS):
+            size //= 2
+        return size
+
+    def _decode_steps(self, state: _DecodeState, sampling: SamplingParams, stop: torch.Tensor | None, pad: int,
+                      steps: int) -> tuple[_DecodeState, int]:
+        """Up to `steps` decode steps of `state` (its captured graph on GPU); returns the state and the steps run."""
+        device = state.token.device
 
         def step() -> None:
             self._decode_step(state, sampling, stop, pad)
 
+        ran = 0
         if self._use_graph(device) and state.graph is None and steps > 0:
             try:
                 self._capture(state, step, device)  # ends by replaying the captured graph as the first step
-                steps -= 1
+                ran = 1
             except Exception as err:  # noqa: BLE001 - capture is an optimization; eager steps give the same samples
                 log.warning("CUDA graph capture of the decode step failed (%s: %s); decoding without graphs", type(err).__name__, err)
                 self.cuda_graph, state.graph = False, None
                 torch.cuda.synchronize(device)
-        for index in range(steps):
+        for _ in range(ran, steps):
             if state.graph is not None:
                 state.graph.replay()
             else:
                 step()
-            if stop is not None and (index + 1) % STOP_CHECK_EVERY == 0 and bool(state.done.all()):
-                break
+            ran += 1
+        return state, ran
 
     def _capture(self, state: _DecodeState, step: Callable[[], None], device: torch.device) -> None:
         """Warm up (compiling if asked) and capture one decode step; the warm-up consumes one real step."""
@@ -379,10 +447,13 @@ class FastHFEngine(InProcessEngine):
         self.refresh_fused_weights()
         try:
             self._prefill(state, input_ids, attention, sampling, stop, pad)
-            self._run_decode(state, sampling, stop, pad, sampling.max_new_tokens - 1)
+            tokens, logprobs = self._run_decode(state, sampling, stop, pad, sampling.max_new_tokens - 1)
         finally:
             self.model.train(was_training)
         produced = int(state.step)
-        tokens = state.out_tokens[:, :produced].cpu()
-        logprobs = state.out_logprobs[:, :produced].cpu()
-        return self._completions(prompts, tokens, logprobs, sampling.n, index_offset)
+        completions = self._completions(prompts, tokens[:, :produced].cpu(), logprobs[:, :produced].cpu(), sampling.n, index_offset)
+        self.stats["decode_computed"] = self.stats.get("decode_computed", 0) + rows  # the first token, from the prefill
+        self.stats["decode_useful"] = self.stats.get("decode_useful", 0) + sum(len(c.response_ids) for c in completions)
+        self.stats["prefill_computed"] = self.stats.get("prefill_computed", 0) + rows * width
+        self.stats["prefill_useful"] = self.stats.get("prefill_useful", 0) + int(attention.sum())
+        return completions
