@@ -61,8 +61,9 @@ def test_import_checks_the_installed_version(monkeypatch):
 
 def test_the_gpu_extra_asks_for_the_version_the_engine_accepts():
     """One minimum: the engine's MIN_VLLM; the pip extra says the same, so pip never installs a vLLM the engine refuses."""
-    import tomllib
     from pathlib import Path
+
+    import tomllib
 
     extras = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["project"]["optional-dependencies"]
     assert [r for r in extras["gpu"] if r.startswith("vllm")] == [f"vllm>={MIN_VLLM}"]

@@ -27,7 +27,7 @@ def run_trl(w: Workload, device: torch.device, steps: int, warmup: int) -> dict[
     from rlkit.errors import import_backend
 
     trl = import_backend("trl", "rlkit bench --frameworks trl", "trl")
-    GRPOConfig, GRPOTrainer = trl.GRPOConfig, trl.GRPOTrainer  # noqa: N806 - TRL's class names
+    GRPOConfig, GRPOTrainer = trl.GRPOConfig, trl.GRPOTrainer
 
     records: list[dict[str, Any]] = []
 
