@@ -18,6 +18,7 @@ from rlkit.algos.advantage_estimators import ADVANTAGE_ESTIMATORS
 from rlkit.algos.kl import KL_ESTIMATORS
 from rlkit.algos.loss_aggregation import LOSS_AGGREGATIONS
 from rlkit.errors import ConfigError
+from rlkit.plugins import import_function, is_target
 
 
 class Section(BaseModel):
@@ -37,7 +38,8 @@ class ModelConfig(Section):
 class DataConfig(Section):
     source: str = Field(
         "tiny:arithmetic",
-        description="'tiny:arithmetic', a .jsonl/.parquet file (relative to where rlkit runs), or 'hf:<dataset id>'.",
+        description="'tiny:arithmetic', a .jsonl/.parquet file (relative to where rlkit runs), 'hf:<dataset id>', or a loader "
+        "'file.py:fn' / 'pkg.module:fn' called with split= that returns row dicts (examples/custom_dataset.py).",
     )
     split: Literal["train", "test"] = Field("train", description="tiny-world and hf: split; a file is used whole.")
     limit: int | None = Field(None, ge=1, description="use only the first N rows (of those `ids` picks, when given); None = all.")
@@ -367,6 +369,12 @@ def _check_data(data: DataConfig, key: str, base: Path) -> None:
     if src.startswith(("tiny:", "hf:")):
         if src.startswith("tiny:") and src != "tiny:arithmetic":
             raise ConfigError(f"key '{key}.source': unknown tiny-world task '{src}' (expected tiny:arithmetic)")
+        return
+    if is_target(src):
+        try:
+            import_function(src, "loader")
+        except ConfigError as err:
+            raise ConfigError(f"key '{key}.source': {err}") from None
         return
     if not Path(src).expanduser().exists():
         raise ConfigError(f"key '{key}.source': file not found: {src}")
