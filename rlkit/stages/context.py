@@ -22,6 +22,8 @@ from rlkit.scoring.pool import RewardPool
 
 if TYPE_CHECKING:
     from rlkit.eval.periodic import BenchmarkEvaluator
+    from rlkit.learner.base import Learner
+    from rlkit.runtime.groups import RemoteRewardPool
     from rlkit.runtime.ray_runtime import RayRuntime
 
 
@@ -78,7 +80,7 @@ class StageContext:
         return result
 
     # Where the parts of a stage live: in this process, or (runtime: ray) behind the same seams on Ray actors.
-    def build_learner(self, stage: StageBase):  # noqa: ANN201 - a Learner
+    def build_learner(self, stage: StageBase) -> Learner:
         if self.runtime is not None:
             return self.runtime.build_learner(self, stage)
         from rlkit.learner import build_learner
@@ -94,12 +96,12 @@ class StageContext:
 
         return build_engine(self.config, self.model, self.tokenizer)
 
-    def build_scorer(self):  # noqa: ANN201 - a RewardPool
+    def build_scorer(self) -> RewardPool | RemoteRewardPool:
         if self.runtime is not None:
             return self.runtime.build_scorer(self)
         return RewardPool(self.config.rewards, self.config.reward.workers, self.config.reward.timeout)
 
-    def publish_policy(self, learner) -> None:  # noqa: ANN001
+    def publish_policy(self, learner: Learner) -> None:
         """Copy the learner's weights into the stage's model (saved as the stage output) and the engine.
 
         Free when they share tensors (local runtime, full fine-tuning); needed when the learner
