@@ -27,6 +27,14 @@ if TYPE_CHECKING:
     from rlkit.runtime.ray_runtime import RayRuntime
 
 
+STEP_SEED_STRIDE = 100003  # a prime larger than any stage's step count: runs with different seeds never share a step's seed
+
+
+def step_seed(run_seed: int, step: int) -> int:
+    """The sampling seed of a stage's step `step` (1-based) in a run seeded `run_seed`."""
+    return run_seed * STEP_SEED_STRIDE + step
+
+
 class Interrupted(Exception):
     """Raised after a SIGINT once the current step's checkpoint is saved."""
 
