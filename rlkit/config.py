@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
 
 from rlkit.algos.advantage_estimators import ADVANTAGE_ESTIMATORS
 from rlkit.algos.kl import KL_ESTIMATORS
@@ -436,12 +436,14 @@ def explain(config: RunConfig, key: str) -> str:
             known = ", ".join(fields) or "none (not a section)"
             raise ConfigError(f"--explain {key}: no key '{part}' in {where} (keys: {known})")
         info, node = fields[part], getattr(node, part)
-    default = "required" if info.is_required() else repr(info.get_default(call_default_factory=True))
-    if isinstance(info.get_default(call_default_factory=True), BaseModel):
-        default = "its section's defaults"
-    value = node.model_dump(mode="json") if isinstance(node, BaseModel) else node
-    shown = yaml.safe_dump(value, sort_keys=False, default_flow_style=True).strip().removesuffix("...").strip()
-    return f"{key}: {info.description}\n  default: {default}\n  this recipe: {shown}"
+    default = "required" if info.is_required() else _inline_yaml(info.get_default(call_default_factory=True))
+    return f"{key}: {info.description}\n  default: {default}\n  this recipe: {_inline_yaml(node)}"
+
+
+def _inline_yaml(value: Any) -> str:
+    """A value as it would be written in a recipe, on one line."""
+    plain = TypeAdapter(Any).dump_python(value, mode="json")  # sections and lists of them become dicts
+    return yaml.safe_dump(plain, sort_keys=False, default_flow_style=True, width=10**6).strip().removesuffix("...").strip()
 
 
 def dump_config(config: RunConfig) -> str:
