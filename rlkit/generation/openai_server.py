@@ -91,7 +91,8 @@ class OpenAIServerGenerator:
             reason = f"HTTP {response.status_code}: {response.text[:200]}"
             if response.status_code not in RETRYABLE_STATUS:
                 break  # a bad request stays bad
-        return Generation(error=f"{reason} (after {attempt + 1} attempts)")
+        tries = attempt + 1
+        return Generation(error=f"{reason} (after {tries} attempt{'s' if tries > 1 else ''})")
 
     def generate(
         self,
