@@ -13,7 +13,7 @@ from dataclasses import replace
 import torch
 from transformers import Qwen2Config, Qwen2ForCausalLM
 
-from rlkit.algos.rl_loss import make_policy_loss
+from rlkit.algos.rl_objective import make_policy_loss
 from rlkit.bench.workload import RAGGED, REFERENCE, TINY, build_policy, build_tokenizer, prompt_samples
 from rlkit.config import AlgorithmConfig, LearnerConfig
 from rlkit.learner.base import pad_sequences
@@ -81,8 +81,8 @@ model = build_policy(w, dev)
 gen = torch.Generator().manual_seed(0)
 lengths = torch.randint(40, 700, (24,), generator=gen).tolist()
 batch = pad_sequences([torch.randint(0, w.vocab - 1, (n,), generator=gen).tolist() for n in lengths], [32] * 24, w.vocab - 1)
-batch.extras["advantages"] = torch.randn(24, generator=gen)[:, None].expand_as(batch.loss_mask).contiguous()
-batch.extras["old_logprobs"] = -12.0 + 0.1 * torch.randn(batch.loss_mask.shape, generator=gen)
+batch.advantages = torch.randn(24, generator=gen)[:, None].expand_as(batch.loss_mask).contiguous()
+batch.old_logprobs = -12.0 + 0.1 * torch.randn(batch.loss_mask.shape, generator=gen)
 loss_fn = make_policy_loss(AlgorithmConfig(loss_agg="seq_mean_token_mean", entropy_coef=0.01), 24, float(batch.loss_mask.sum()), 700)
 results = {}
 for name, config in (("padded", LearnerConfig(micro_batch_size=6, logprob_chunk_size=4096)),

@@ -8,7 +8,7 @@ import copy
 import pytest
 import torch
 
-from rlkit.algos.rl_loss import make_policy_loss
+from rlkit.algos.rl_objective import make_policy_loss
 from rlkit.config import AlgorithmConfig, LearnerConfig
 from rlkit.learner.base import pad_sequences
 from rlkit.learner.logprobs import sequence_logprobs
@@ -53,8 +53,8 @@ def _batch() -> tuple:
     lengths, starts = [9, 3, 14, 6, 11, 5], [2, 1, 4, 2, 3, 2]
     sequences = [torch.randint(1, 60, (n,), generator=gen).tolist() for n in lengths]
     batch = pad_sequences(sequences, starts, pad_id=0)
-    batch.extras["advantages"] = torch.randn(len(lengths), generator=gen)[:, None].expand_as(batch.loss_mask).contiguous()
-    batch.extras["old_logprobs"] = -3.0 + 0.3 * torch.randn(batch.loss_mask.shape, generator=gen)
+    batch.advantages = torch.randn(len(lengths), generator=gen)[:, None].expand_as(batch.loss_mask).contiguous()
+    batch.old_logprobs = -3.0 + 0.3 * torch.randn(batch.loss_mask.shape, generator=gen)
     return batch
 
 
@@ -71,8 +71,8 @@ def test_packed_loss_and_gradients_equal_padded() -> None:
     # hand reference: the whole batch padded in one forward, the loss written out
     with torch.no_grad():
         lp, ent = sequence_logprobs(padded.model, batch.input_ids, batch.attention_mask, with_entropy=True)
-        ratio = torch.exp(lp - batch.extras["old_logprobs"])
-        adv, mask = batch.extras["advantages"], batch.loss_mask
+        ratio = torch.exp(lp - batch.old_logprobs)
+        adv, mask = batch.advantages, batch.loss_mask
         pg = torch.maximum(-adv * ratio, -adv * ratio.clamp(0.8, 1.2))
         policy = ((pg * mask).sum(1) / mask.sum(1)).sum() / len(batch)
         expected = policy - 0.01 * (ent * mask).sum() / mask.sum()

@@ -49,11 +49,11 @@ def train_once(learner: TorchLearner, w: Workload, completion: int) -> float:
     torch.manual_seed(completion)
     ids = torch.randint(0, w.vocab - 1, (PROMPT + completion,)).tolist()
     batch = pad_sequences([ids], [PROMPT], pad_id=w.vocab - 1)
-    batch.extras["advantages"] = torch.ones_like(batch.loss_mask)
+    batch.advantages = torch.ones_like(batch.loss_mask)
     tokens = float(batch.loss_mask.sum())
 
     def loss_fn(micro, logprobs, entropy):  # noqa: ANN001, ANN202 - the policy-gradient shape of a GRPO loss
-        loss = -(logprobs * micro.extras["advantages"] * micro.loss_mask).sum() / tokens
+        loss = -(logprobs * micro.advantages * micro.loss_mask).sum() / tokens
         return loss, {"loss": float(loss.detach())}
 
     _sync(learner.device)

@@ -53,7 +53,7 @@ class TorchLearner:
     def _micro_batches(self, batch: TokenBatch) -> Iterable[PackedMicroBatch | tuple[torch.Tensor, TokenBatch]]:
         """Packed micro-batches by a token budget (`learner.micro_batch_tokens`), else (rows, padded micro-batch)
         of `micro_batch_size` rows. Batches packed already (SFT packing) keep their rows."""
-        if self.config.micro_batch_tokens and "position_ids" not in batch.extras:
+        if self.config.micro_batch_tokens and batch.position_ids is None:
             yield from packed_micro_batches(batch, self.config.micro_batch_tokens)
             return
         size = -(-self.config.micro_batch_size // batch.row_group) * batch.row_group  # whole row groups
@@ -72,7 +72,7 @@ class TorchLearner:
             return micro.unpack(lp), (micro.unpack(ent) if ent is not None else None)
         return sequence_logprobs(
             self.model, micro.input_ids, micro.attention_mask, with_entropy, self.config.logprob_chunk_size,
-            position_ids=micro.extras.get("position_ids"),  # packed sequences (SFT packing)
+            position_ids=micro.position_ids,  # packed sequences (SFT packing)
             compile_body=self.config.compile,
         )
 
