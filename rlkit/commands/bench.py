@@ -24,6 +24,7 @@ VARIANTS = {
     "rlkit-plain": dict(fast_engine=True, chunk_size=0),  # whole-batch fp32 logits in the learner
     "rlkit-nolc": dict(fast_engine=True, compile_learner=False),  # learner body not compiled
     "rlkit-padded": dict(fast_engine=True, pack=False, compact=False),  # padded micro-batches, static decode batch
+    "rlkit-padded-nolc": dict(fast_engine=True, pack=False, compact=False, compile_learner=False),  # the same, not compiled
 }
 FRAMEWORKS = (*VARIANTS, "trl")
 
