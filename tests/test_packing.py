@@ -4,6 +4,7 @@ losses, gradients and log-probabilities equal to padded ones on the tiny model."
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import pytest
 import torch
@@ -116,3 +117,11 @@ def test_out_of_memory_names_the_knobs() -> None:
     assert any("learner.gradient_checkpointing: true" in k for k in knobs)
     turned = knobs_to_turn(LearnerConfig(micro_batch_tokens=8192, logprob_chunk_size=4096, gradient_checkpointing=True), 1, 9000)
     assert turned == ["lower rollout.max_new_tokens (the longest sequence sets the least a micro-batch holds)"]
+
+
+def test_token_budget_with_deepspeed_is_a_config_error() -> None:
+    from rlkit.config import load_config
+    from rlkit.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"learner\.micro_batch_tokens.*learner\.backend: torch"):
+        load_config(Path(__file__).resolve().parents[1] / "recipes" / "quickstart.yaml", ["learner.backend=deepspeed", "learner.micro_batch_tokens=4096"])
