@@ -151,13 +151,6 @@ class LearnerConfig(Section):
     logprob_chunk_size: int = Field(0, ge=0, description="tokens per chunk of the fused LM-head logprobs/entropy (no fp32 logits kept for backward); 0 = plain, whole micro-batch.")
     compile: bool = Field(False, description="torch.compile the transformer body for the learner's forward/backward (CUDA only).")
 
-    @model_validator(mode="after")
-    def _tokens_need_the_torch_learner(self) -> LearnerConfig:
-        if self.micro_batch_tokens and self.backend != "torch":
-            raise ValueError("key 'learner.micro_batch_tokens': packed token-budget micro-batches need learner.backend: torch; "
-                             "the deepspeed learner takes learner.micro_batch_size rows (set micro_batch_tokens: 0)")
-        return self
-
 
 class RayConfig(Section):
     address: str | None = Field(None, description="existing cluster address ('auto' or host:port); None starts a local Ray instance.")
@@ -310,6 +303,9 @@ class RunConfig(Section):
     def _check_algorithms(self) -> RunConfig:
         """Combinations the schema cannot express one field at a time, checked when the recipe loads
         (not when the RL stage starts, after the stages before it have trained)."""
+        if self.learner.micro_batch_tokens and self.learner.backend != "torch":
+            raise ValueError("key 'learner.micro_batch_tokens': packed token-budget micro-batches need learner.backend: torch; "
+                             "the deepspeed learner takes learner.micro_batch_size rows (set micro_batch_tokens: 0)")
         for stage in self.stages:
             if not isinstance(stage, RLStage):
                 continue
