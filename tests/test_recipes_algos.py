@@ -9,9 +9,10 @@ from rlkit.config import AlgorithmConfig, RolloutConfig, load_config
 from rlkit.data import load_samples
 from rlkit.errors import ConfigError
 from rlkit.stages.rl import check_algorithm
+from tests.conftest import SHARED_DATA
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "data"
+SHARED = SHARED_DATA
 needs_shared = pytest.mark.skipif(not (SHARED / "one_shot_rlvr" / "pi1_r128.parquet").exists(), reason="needs ../shared/data")
 TWINS = sorted((ROOT / "recipes" / "tiny").glob("tiny_*.yaml"))
 
