@@ -20,7 +20,7 @@ from rlkit.data import load_samples
 from rlkit.errors import ConfigError
 from rlkit.models import load_model, load_tokenizer, resolve_device
 from rlkit.scoring.pool import RewardPool
-from rlkit.stages.context import StageContext
+from rlkit.stages.context import Aborted, StageContext
 
 RL_LIKE = ("rl", "dpo", "rollout_dpo")
 
@@ -71,6 +71,24 @@ def run_recipe(config: RunConfig, run_dir: Path, resume: bool = False) -> dict[s
     return run_stages_here(config, run_dir, resume, started)
 
 
+# Ctrl-C, and SIGTERM as Slurm, Kubernetes and `timeout` send it: finish the step, checkpoint, stop.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def _stop_handler(ctx: StageContext):  # noqa: ANN202
+    """The first signal asks the stage loop to stop after the current step; a second one stops at once."""
+
+    def request_stop(signum, frame):  # noqa: ANN001, ARG001
+        if ctx.stop_signal:
+            raise Aborted(signum)
+        ctx.stop_signal = signum
+        name = signal.Signals(signum).name
+        again = "press Ctrl-C again" if signum == signal.SIGINT else f"send {name} again"
+        print(f"\n{name}: stopping after this step and saving a checkpoint ({again} to stop at once)", flush=True)
+
+    return request_stop
+
+
 def run_stages_here(config: RunConfig, run_dir: Path, resume: bool, started: float, runtime: Any = None) -> dict[str, Any]:
     """Run the stages from this process. `runtime` (the Ray runtime) puts engine, learner and rewards
     on actors behind the same seams; the driver's model then only carries each stage's weights."""
@@ -81,18 +99,12 @@ def run_stages_here(config: RunConfig, run_dir: Path, resume: bool, started: flo
     ctx.eval_samples = load_samples(config.eval.data.model_copy(update={"limit": config.eval.limit or config.eval.data.limit}))
     ctx.eval_scorer = RewardPool([RewardSpec(name=config.eval.reward)])
 
-    # SIGINT: finish the current step, save a checkpoint, stop. A second SIGINT stops at once.
-    def request_stop(signum, frame):  # noqa: ANN001, ARG001
-        if ctx.stop_requested:
-            raise KeyboardInterrupt
-        ctx.stop_requested = True
-        print("\nSIGINT: stopping after this step and saving a checkpoint (press Ctrl-C again to abort)", flush=True)
-
-    previous_handler = signal.signal(signal.SIGINT, request_stop)
+    previous = {signum: signal.signal(signum, _stop_handler(ctx)) for signum in STOP_SIGNALS}
     try:
         _run_stages(ctx)
     finally:
-        signal.signal(signal.SIGINT, previous_handler)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
     ctx.summary["wall_time_s"] = ctx.summary.get("wall_time_s", 0.0) + (time.time() - started)
     ctx.save_summary()
     return ctx.summary

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -33,15 +34,16 @@ def main(args: argparse.Namespace) -> int:
         sys.stdout.write(dump_config(config))
         return 0
     from rlkit.runner import format_summary, run_recipe
-    from rlkit.stages.context import Interrupted
+    from rlkit.stages.context import Aborted, Interrupted
 
     run_dir = args.output_dir or Path("runs") / f"{Path(args.recipe).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
     print(f"rlkit: run directory {run_dir}", flush=True)
+    resume_cmd = shlex.join(["rlkit", "run", str(args.recipe), "--output-dir", str(run_dir), "--resume"])
     try:
         summary = run_recipe(config, run_dir, resume=args.resume)
-    except Interrupted as stop:
-        print(f"rlkit: {stop}\nrlkit: continue with: rlkit run {args.recipe} --output-dir {run_dir} --resume", file=sys.stderr)
-        return 130
+    except (Interrupted, Aborted) as stop:
+        print(f"rlkit: {stop}\nrlkit: continue with: {resume_cmd}", file=sys.stderr)
+        return 128 + stop.signum  # the shell's convention: 130 for SIGINT, 143 for SIGTERM
     print(format_summary(summary), flush=True)
     print(f"rlkit: results in {run_dir}/summary.json, model in {run_dir}/final", flush=True)
     return 0
