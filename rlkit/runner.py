@@ -7,6 +7,7 @@ from its last checkpoint.
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import time
 from pathlib import Path
@@ -42,14 +43,47 @@ def stage_runner(kind: str):  # noqa: ANN201
     raise ValueError(kind)
 
 
+RUN_FILES = ("config.yaml", "summary.json", "metrics.jsonl", "stages")  # what a run writes before its first step
+
+
+def progress_of(run_dir: Path) -> str | None:
+    """What a run directory's earlier run got done ('stage rl, step 13'), or None when it stopped before
+    its first step (no metrics line, no checkpoint, no stage output)."""
+    metrics = run_dir / "metrics.jsonl"
+    lines = [line for line in metrics.read_text(errors="replace").splitlines() if line.strip()] if metrics.is_file() else []
+    if lines:
+        try:
+            last = json.loads(lines[-1])
+            return f"stage {last.get('stage')}, step {last.get('step')}"
+        except ValueError:
+            return f"{len(lines)} lines in metrics.jsonl"
+    stages = run_dir / "stages"
+    if (run_dir / "final").exists() or any(stages.glob("*/output")) or any(stages.glob("*/checkpoints/step-*")):
+        return "a checkpoint or a finished stage"
+    return None
+
+
 def prepare_run_dir(config: RunConfig, run_dir: Path, resume: bool) -> None:
     config_path = run_dir / "config.yaml"
     if resume:
         if not config_path.exists():
             raise ConfigError(f"--resume: {run_dir} holds no run (no config.yaml); pass the --output-dir of the run to resume")
         return
-    if run_dir.exists() and any(run_dir.iterdir()):
-        raise ConfigError(f"output directory {run_dir} is not empty; pass --resume to continue that run or choose another --output-dir")
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError(f"--output-dir {run_dir} is a file, not a directory; choose a directory")
+    if run_dir.is_dir() and any(run_dir.iterdir()):
+        others = [p.name for p in run_dir.iterdir() if p.name not in RUN_FILES]
+        if others or not config_path.exists():
+            raise ConfigError(f"output directory {run_dir} is not empty (it holds {sorted(p.name for p in run_dir.iterdir())[:3]}); "
+                              "choose another --output-dir")
+        if (done := progress_of(run_dir)) is not None:
+            raise ConfigError(f"output directory {run_dir} holds a run that got to {done}; pass --resume to continue it "
+                              "(its saved config plus any overrides given now) or choose another --output-dir")
+        # a run that failed before its first step left only its config: start it over, with this config
+        print(f"rlkit: {run_dir} holds a run that stopped before its first step; starting it over", flush=True)
+        for name in RUN_FILES:
+            path = run_dir / name
+            shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(config_path, dump_config(config))
 

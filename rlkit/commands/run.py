@@ -1,4 +1,8 @@
-"""`rlkit run RECIPE [KEY=VALUE ...] [--output-dir DIR] [--resume] [--dry-run]`."""
+"""`rlkit run RECIPE [KEY=VALUE ...] [--output-dir DIR] [--resume [--force]] [--dry-run]`.
+
+Overrides may come anywhere on the line. `--resume` runs the run's saved config.yaml plus the overrides
+given now (rlkit/resume.py): the recipe file is only compared with it, and the differences are shown.
+"""
 
 from __future__ import annotations
 
@@ -8,28 +12,35 @@ import sys
 import time
 from pathlib import Path
 
-from rlkit.config import dump_config, load_config
-
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("run", help="run a recipe", description=__doc__)
+    p = sub.add_parser("run", help="run a recipe", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("recipe", help="path to a recipe YAML")
-    p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. rl.lr=1e-5 rollout.n=4")
+    p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. rl.lr=1e-5 rollout.n=4 (anywhere on the line)")
     p.add_argument("--output-dir", "-o", type=Path, help="run directory (default runs/<recipe>-<time>)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --output-dir from its last checkpoint")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --output-dir from its last checkpoint, with its saved config plus the overrides given now")
+    p.add_argument("--force", action="store_true",
+                   help="with --resume: accept overrides that change the model, a stage's algorithm, a finished stage or fewer steps than done")
     p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
-    p.set_defaults(func=main)
+    p.set_defaults(func=main, extra_overrides=True)  # KEY=VALUE after a flag lands in `overrides` too (cli.py)
 
 
 def main(args: argparse.Namespace) -> int:
+    from rlkit.config import dump_config, load_config
     from rlkit.errors import ConfigError
 
     overrides = list(args.overrides)
-    if args.resume and args.output_dir is None:
-        raise ConfigError("--resume needs --output-dir DIR naming the run to continue")
-    config = load_config(args.recipe, overrides)
-    if args.resume and args.output_dir is not None and (args.output_dir / "config.yaml").exists() and not overrides:
-        config = load_config(args.output_dir / "config.yaml")  # resume exactly what was run
+    if args.force and not args.resume:
+        raise ConfigError("--force only applies to --resume")
+    if args.resume:
+        if args.output_dir is None:
+            raise ConfigError("--resume needs --output-dir DIR naming the run to continue")
+        from rlkit.resume import resume_config
+
+        config = resume_config(Path(args.recipe), args.output_dir, overrides, force=args.force, save=not args.dry_run)
+    else:
+        config = load_config(args.recipe, overrides)
     if args.dry_run:
         sys.stdout.write(dump_config(config))
         return 0
