@@ -68,7 +68,7 @@ SFT_ONLY = "threads: 1\ncheckpoint: {every: 2, keep: 2}\neval: {limit: 4}\nstage
 
 
 def crash_after(monkeypatch, step: int) -> None:
-    from rlkit.metrics import MetricsLog
+    from rlkit.metrics_log import MetricsLog
 
     real_write = MetricsLog.write
 

@@ -1,4 +1,4 @@
-"""`rlkit run RECIPE [KEY=VALUE ...] [--output-dir DIR] [--resume [--force]] [--dry-run]`.
+"""`rlkit run RECIPE [KEY=VALUE ...] [--output-dir DIR] [--resume [--force]] [--dry-run] [--explain KEY]`.
 
 Overrides may come anywhere on the line. `--resume` runs the run's saved config.yaml plus the overrides
 given now (rlkit/resume.py): the recipe file is only compared with it, and the differences are shown.
@@ -23,11 +23,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--force", action="store_true",
                    help="with --resume: accept overrides that change the model, a stage's algorithm, a finished stage or fewer steps than done")
     p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
+    p.add_argument("--explain", metavar="KEY", help="print a key's help text, default and the value this recipe resolves to, and exit")
     p.set_defaults(func=main, extra_overrides=True)  # KEY=VALUE after a flag lands in `overrides` too (cli.py)
 
 
 def main(args: argparse.Namespace) -> int:
-    from rlkit.config import dump_config, load_config
+    from rlkit.config import dump_config, explain, load_config
     from rlkit.errors import ConfigError
 
     overrides = list(args.overrides)
@@ -41,6 +42,9 @@ def main(args: argparse.Namespace) -> int:
         config = resume_config(Path(args.recipe), args.output_dir, overrides, force=args.force, save=not args.dry_run)
     else:
         config = load_config(args.recipe, overrides)
+    if args.explain:
+        print(explain(config, args.explain))
+        return 0
     if args.dry_run:
         sys.stdout.write(dump_config(config))
         return 0
