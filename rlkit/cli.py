@@ -6,6 +6,7 @@ User errors (bad recipe, missing file, bad override) print one line and exit wit
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import logging
 import sys
@@ -22,6 +23,12 @@ SUMMARIES = {
     "plot": "plot a run's training curves",
     "bench": "time the reference GRPO step for rlkit and TRL",
 }
+
+
+# Errors of the file system a user can act on (a full disk, a read-only or unwritable place, a file where a
+# directory belongs): one line naming the path and the cause, exit 2. Others keep their traceback.
+FILE_SYSTEM_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR, errno.EISDIR,
+                      errno.EEXIST, errno.ENAMETOOLONG, errno.EFBIG}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -64,6 +71,13 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except RlkitError as err:
         print(f"rlkit: error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        if err.errno not in FILE_SYSTEM_ERRORS:
+            raise
+        from rlkit.files import describe_os_error
+
+        print(f"rlkit: error: {describe_os_error(err)}", file=sys.stderr)
         return 2
 
 

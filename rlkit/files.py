@@ -3,6 +3,7 @@ and no partial temporary file behind."""
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 from collections.abc import Callable
@@ -26,6 +27,11 @@ def fsync_tree(root: Path) -> None:
         fsync_path(Path(directory))
 
 
+# how libraries that do not raise OSError report a full disk (safetensors: "I/O error: No space left on
+# device (os error 28)"; torch.save: "basic_ios::clear" or "file write failed")
+NO_SPACE_MESSAGES = (os.strerror(errno.ENOSPC), f"os error {errno.ENOSPC}")
+
+
 def atomic_dir(final: Path, write: Callable[[Path], None]) -> Path:
     """Call write(tmp_dir), sync it, then rename it to `final`. A crash or an error (a full disk) leaves
     no half-written `final` and no partial temporary directory."""
@@ -37,8 +43,13 @@ def atomic_dir(final: Path, write: Callable[[Path], None]) -> Path:
         tmp.mkdir(parents=True)
         write(tmp)
         fsync_tree(tmp)
-    except BaseException:
+    except BaseException as err:
+        full = isinstance(err, Exception) and (disk_full(tmp) or any(m in str(err) for m in NO_SPACE_MESSAGES))
         shutil.rmtree(tmp, ignore_errors=True)  # a partial copy would keep filling the disk
+        if isinstance(err, OSError) and err.errno is not None:
+            raise OSError(err.errno, err.strerror, str(final)) from err  # name what was being written, not the .tmp
+        if full:  # torch.save says 'basic_ios::clear' or 'file write failed', safetensors its own words
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(final)) from err
         raise
     old = final.with_name(final.name + ".old")
     if final.exists():  # keep the previous version until the new one is in place
@@ -49,6 +60,20 @@ def atomic_dir(final: Path, write: Callable[[Path], None]) -> Path:
     fsync_path(final.parent)
     shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+def disk_full(path: Path, margin: int = 1 << 20) -> bool:
+    """Whether the file system holding `path` (or its nearest existing parent) has less than `margin` bytes left."""
+    for candidate in (Path(path), *Path(path).parents):
+        if candidate.exists():
+            return shutil.disk_usage(candidate).free < margin
+    return False
+
+
+def describe_os_error(err: OSError) -> str:
+    """One line naming the path and the cause: 'cannot write runs/x: No space left on device'."""
+    where = f"{err.filename}" + (f" -> {err.filename2}" if err.filename2 else "")
+    return f"cannot write {where}: {err.strerror or err}" if err.filename else f"{err.strerror or err}"
 
 
 def atomic_write_text(path: Path, text: str) -> None:
