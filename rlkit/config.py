@@ -384,9 +384,10 @@ def check_files(config: RunConfig, base: Path) -> None:
             resolve_benchmarks(config.eval.benchmarks, config.eval.data_dir)
         except ConfigError as err:
             raise ConfigError(f"key 'eval.benchmarks': {err}") from None
-    model = config.model.path
-    if model != "tiny" and (model.startswith((".", "/", "~")) or model.endswith("/")) and not Path(model).expanduser().exists():
-        raise ConfigError(f"key 'model.path': directory not found: {model}")
+    from rlkit.files import missing_model_dir
+
+    if (problem := missing_model_dir(config.model.path)) is not None:
+        raise ConfigError(f"key 'model.path': {problem}")
     check_rewards(config)
 
 

@@ -91,3 +91,25 @@ def atomic_write_text(path: Path, text: str) -> None:
         tmp.unlink(missing_ok=True)
         raise
     fsync_path(path.parent)
+
+
+def missing_model_dir(value: str) -> str | None:
+    """Why `value`, meant as a model, names a local directory that is not there (None when it exists or reads as a
+    Hugging Face hub id). A hub id is 'name' or 'org/name'; a value with more parts, a leading '.', '/' or '~',
+    a trailing '/', or whose first part is a local directory is a path, and a typo in it deserves
+    'directory not found' rather than the hub's 'not a valid repository id'."""
+    path = Path(value).expanduser()
+    if value == "tiny" or path.is_dir():
+        return None
+    parts = Path(value).parts
+    looks_local = value.startswith((".", "/", "~")) or value.endswith("/") or len(parts) > 2 or Path(parts[0]).is_dir()
+    if not looks_local:
+        return None
+    parent = next((p for p in path.parents if p.is_dir()), None)
+    if path.exists():
+        return f"{value} is a file, not a model directory"
+    if parent is None or str(parent) in (".", "/"):
+        return f"directory not found: {value}"
+    entries = sorted(p.name for p in parent.iterdir() if p.is_dir())
+    shown = ", ".join(entries[:8]) + (", ..." if len(entries) > 8 else "")
+    return f"directory not found: {value} ({parent} holds: {shown or 'no directories'})"
