@@ -13,7 +13,7 @@ import sys
 
 from rlkit.errors import RlkitError
 
-COMMANDS = ["run", "reward", "eval", "plot", "bench"]
+COMMANDS = ["run", "reward", "eval", "plot", "bench", "generate", "select"]
 # What `rlkit --help` shows for each, so that listing the commands imports none of them (start-up stays
 # well under a second; a command's own module, and whatever heavy library it needs, loads only when run).
 SUMMARIES = {
@@ -22,6 +22,8 @@ SUMMARIES = {
     "eval": "evaluate a model on math benchmarks",
     "plot": "plot a run's training curves",
     "bench": "time the reference GRPO step for rlkit and TRL",
+    "generate": "sample n completions per problem from a backend, score and keep them",
+    "select": "rank a run's problems by their training accuracy history (the ledger)",
 }
 
 

@@ -12,12 +12,14 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
 
 from rlkit.algos.advantage_estimators import ADVANTAGE_ESTIMATORS
 from rlkit.algos.kl import KL_ESTIMATORS
 from rlkit.algos.loss_aggregation import LOSS_AGGREGATIONS
 from rlkit.errors import ConfigError
+from rlkit.plugins import import_function, is_target
+from rlkit.world.categories import DEFAULT_MIX, check_mix
 
 
 class Section(BaseModel):
@@ -37,11 +39,16 @@ class ModelConfig(Section):
 class DataConfig(Section):
     source: str = Field(
         "tiny:arithmetic",
-        description="'tiny:arithmetic', a .jsonl/.parquet file (relative to where rlkit runs), or 'hf:<dataset id>'.",
+        description="'tiny:arithmetic', a .jsonl/.parquet file (relative to where rlkit runs), 'hf:<dataset id>', or a loader "
+        "'file.py:fn' / 'pkg.module:fn' called with split= that returns row dicts (examples/custom_dataset.py).",
     )
     split: Literal["train", "test"] = Field("train", description="tiny-world and hf: split; a file is used whole.")
     limit: int | None = Field(None, ge=1, description="use only the first N rows (of those `ids` picks, when given); None = all.")
     ids: list[str] | None = Field(None, min_length=1, description="use only the rows with these ids, in this order (e.g. the 1-shot example).")
+    where: list[str] | None = Field(
+        None, min_length=1,
+        description="keep only rows whose fields pass every condition, before ids, limit and repeat: 'FIELD OP VALUE' with OP == != < <= > >= in, not in, contains (e.g. 'category == sub', 'pass_rate <= 0.5'; rlkit/where.py).",
+    )
     repeat: int = Field(1, ge=1, description="replicate the rows N times (1-shot RLVR replicates one example 128 times).")
     shuffle: bool = Field(True, description="visit the rows in a seeded random order each epoch (seed: the run's `seed`).")
     template: str = Field("auto", description="prompt template: auto, tiny, plain, qwen_boxed, qwen25_math_cot, deepscaler, r1_think (rlkit/templates.py).")
@@ -50,6 +57,27 @@ class DataConfig(Section):
         0.0, ge=0.0, le=1.0,
         description="tiny world: fraction of teacher traces that end 'The answer is N.' instead of \\boxed{N} (a format habit for RL to remove).",
     )
+    mix: dict[str, float] = Field(
+        default_factory=lambda: dict(DEFAULT_MIX),
+        description="tiny world: weight of each problem category (add2, add3, sub, mul1); a small weight makes a weak category on purpose. The default is the original world.",
+    )
+
+    @field_validator("where", mode="before")
+    @classmethod
+    def _parse_conditions(cls, where: Any) -> Any:
+        from rlkit.where import parse_condition
+
+        where = [where] if isinstance(where, str) else where
+        for text in where or []:
+            if isinstance(text, str):
+                parse_condition(text)
+        return where
+
+    @field_validator("mix")
+    @classmethod
+    def _known_categories(cls, mix: dict[str, float]) -> dict[str, float]:
+        check_mix(mix)
+        return mix
 
 
 class SamplingConfig(Section):
@@ -75,6 +103,24 @@ class RewardSpec(Section):
 class RewardConfig(Section):
     workers: int = Field(0, ge=0, description="reward worker processes; 0 scores in the main process.")
     timeout: float = Field(10.0, gt=0, description="seconds per reward call (workers > 0) before it scores 0 and counts as a timeout.")
+
+
+class GeneratorConfig(Section):
+    """A generation backend (rlkit/generation/): the teacher or instruct model that data stages ask."""
+
+    backend: str = Field("tiny_teacher", description="registered backend: tiny_teacher (the tiny world's fallible teacher), local (an rlkit rollout engine on `model`), openai (an OpenAI-compatible server at `base_url`).")
+    model: str | None = Field(None, description="local: a HF id or directory ('tiny' for the untrained tiny model); openai: the model name the server serves.")
+    engine: Literal["hf", "vllm"] = Field("hf", description="local: the rollout engine that runs `model`.")
+    dtype: Literal["float32", "bfloat16", "float16"] = Field("float32", description="local: parameter dtype.")
+    batch_size: int = Field(64, ge=1, description="local: prompts per engine call.")
+    base_url: str | None = Field(None, description="openai: the server's API root, e.g. http://localhost:8000/v1.")
+    api_key_env: str | None = Field(None, description="openai: name of the environment variable holding the API key (the key itself is never written to config or logs); None sends no key.")
+    api: Literal["chat", "completions"] = Field("chat", description="openai: /chat/completions (chat messages; a text prompt becomes one user message) or /completions (text prompts).")
+    concurrency: int = Field(8, ge=1, description="openai: requests in flight at once.")
+    retries: int = Field(3, ge=0, description="openai: retries of a failed request (connection error, timeout, 408/429/5xx) before it is recorded as failed and skipped.")
+    backoff: float = Field(1.0, ge=0, description="openai: seconds before the first retry; doubled for each further retry.")
+    timeout: float = Field(120.0, gt=0, description="openai: seconds per request.")
+    slip_rate: float = Field(0.05, ge=0.0, le=1.0, description="tiny_teacher: probability that a column line slips, times the problem's difficulty.")
 
 
 # --------------------------------------------------------------------------- learner / runtime
@@ -154,6 +200,17 @@ class AlgorithmConfig(Section):
     dynamic_sampling: bool = Field(False, description="DAPO: drop groups whose rewards are all equal.")
     max_sampling_rounds: int = Field(3, ge=1, description="dynamic sampling: at most this many generate rounds per step to fill the batch.")
     overlong_filter: bool = Field(False, description="mask samples that hit max_new_tokens out of the loss.")
+    accuracy_band: tuple[float, float] | None = Field(
+        None,
+        description="[low, high]: keep only prompts whose sampled accuracy (the eval.reward score, mean over the group) lies in the band, inclusive, refilling as dynamic sampling does (max_sampling_rounds); logs sampling/below_band and sampling/above_band. SwS skips prompts outside [0.1, 0.9]; Phi-4-Mini-Reasoning drops those above 0.5. None = off.",
+    )
+
+    @field_validator("accuracy_band")
+    @classmethod
+    def _ordered_band(cls, band: tuple[float, float] | None) -> tuple[float, float] | None:
+        if band is not None and not 0.0 <= band[0] <= band[1] <= 1.0:
+            raise ValueError(f"expected [low, high] with 0 <= low <= high <= 1, got {list(band)}")
+        return band
 
     # the allowed names come from the registries, so a new estimator needs no edit here
     @field_validator("advantage")
@@ -280,7 +337,7 @@ def _error_key(loc: tuple, raw: dict[str, Any]) -> str:
 def _format_validation_error(err: ValidationError, source: str, raw: dict[str, Any]) -> str:
     first = err.errors()[0]
     key = _error_key(first["loc"], raw)
-    kind, msg = first["type"], first["msg"]
+    kind, msg = first["type"], first["msg"].removeprefix("Value error, ")
     if kind == "extra_forbidden":
         return f"{source}: unknown key '{key}'"
     if kind == "missing":
@@ -368,6 +425,12 @@ def _check_data(data: DataConfig, key: str, base: Path) -> None:
         if src.startswith("tiny:") and src != "tiny:arithmetic":
             raise ConfigError(f"key '{key}.source': unknown tiny-world task '{src}' (expected tiny:arithmetic)")
         return
+    if is_target(src):
+        try:
+            import_function(src, "loader")
+        except ConfigError as err:
+            raise ConfigError(f"key '{key}.source': {err}") from None
+        return
     if not Path(src).expanduser().exists():
         raise ConfigError(f"key '{key}.source': file not found: {src}")
 
@@ -429,12 +492,14 @@ def explain(config: RunConfig, key: str) -> str:
             known = ", ".join(fields) or "none (not a section)"
             raise ConfigError(f"--explain {key}: no key '{part}' in {where} (keys: {known})")
         info, node = fields[part], getattr(node, part)
-    default = "required" if info.is_required() else repr(info.get_default(call_default_factory=True))
-    if isinstance(info.get_default(call_default_factory=True), BaseModel):
-        default = "its section's defaults"
-    value = node.model_dump(mode="json") if isinstance(node, BaseModel) else node
-    shown = yaml.safe_dump(value, sort_keys=False, default_flow_style=True).strip().removesuffix("...").strip()
-    return f"{key}: {info.description}\n  default: {default}\n  this recipe: {shown}"
+    default = "required" if info.is_required() else _inline_yaml(info.get_default(call_default_factory=True))
+    return f"{key}: {info.description}\n  default: {default}\n  this recipe: {_inline_yaml(node)}"
+
+
+def _inline_yaml(value: Any) -> str:
+    """A value as it would be written in a recipe, on one line."""
+    plain = TypeAdapter(Any).dump_python(value, mode="json")  # sections and lists of them become dicts
+    return yaml.safe_dump(plain, sort_keys=False, default_flow_style=True, width=10**6).strip().removesuffix("...").strip()
 
 
 def dump_config(config: RunConfig) -> str:

@@ -1,4 +1,5 @@
-"""Datasets as lists of sample dicts: the tiny world, jsonl/parquet files, or the HF hub.
+"""Datasets as lists of sample dicts: the tiny world, jsonl/parquet files, the HF hub, or a loader
+function of the user's ('file.py:fn' / 'pkg.module:fn', called with `split=` and returning rows).
 
 Every sample gets an `id` and a `prompt` (chat messages). The other fields are kept as
 they are, for rewards to read (e.g. the math reward's gold answer).
@@ -14,7 +15,9 @@ from typing import TYPE_CHECKING, Any
 
 from rlkit.config import DataConfig
 from rlkit.errors import ConfigError, DataError
+from rlkit.plugins import import_function, is_target
 from rlkit.templates import render_prompt, resolve_template
+from rlkit.where import filter_rows
 from rlkit.world.arithmetic import arithmetic_samples
 
 if TYPE_CHECKING:
@@ -83,13 +86,17 @@ def load_samples(data: DataConfig) -> list[dict[str, Any]]:
     source = data.source
     template = resolve_template(data.template, source)
     if source == "tiny:arithmetic":
-        rows = arithmetic_samples(data.split, data.size, seed=0, unboxed_fraction=data.unboxed_fraction)
+        rows = arithmetic_samples(data.split, data.size, seed=0, unboxed_fraction=data.unboxed_fraction, mix=data.mix)
         label = f"tiny:arithmetic[{data.split}]"
     elif source.startswith("hf:"):
         import datasets
 
         rows = list(datasets.load_dataset(source[3:], split=data.split))
         label = source
+    elif is_target(source):  # a user's loader function (examples/custom_dataset.py)
+        loaded = import_function(source, f"data.source '{source}'")(split=data.split)
+        rows = [dict(row) for row in loaded]
+        label = source.rsplit(":", 1)[-1]
     else:
         path = Path(source).expanduser()
         if not path.exists():
@@ -100,11 +107,15 @@ def load_samples(data: DataConfig) -> list[dict[str, Any]]:
         raise DataError(f"{label}: no rows")
     ids = [str(row.get("id", f"{Path(label).stem}-{index}")) for index, row in enumerate(rows)]
     chosen = list(range(len(rows)))
+    if data.where:
+        chosen = filter_rows(rows, data.where, label)
+        if not chosen:
+            raise DataError(f"{label}: no row passes data.where {data.where}")
     if data.ids:
-        index_of = {row_id: index for index, row_id in enumerate(ids)}
+        index_of = {ids[index]: index for index in chosen}
         missing = [i for i in data.ids if i not in index_of]
         if missing:
-            raise DataError(f"{label}: data.ids {missing} not found (ids look like {ids[0]!r})")
+            raise DataError(f"{label}: data.ids {missing} not found" + (" among the rows data.where keeps" if data.where else "") + f" (ids look like {ids[chosen[0]]!r})")
         chosen = [index_of[i] for i in data.ids]
     if data.limit:
         chosen = chosen[: data.limit]

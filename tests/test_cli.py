@@ -39,3 +39,16 @@ def test_help_lists_every_command_without_importing_any_heavy_library():
     assert done.stdout.strip().splitlines()[-1] == "[]"
     for name in ("run", "reward", "eval", "plot", "bench"):
         assert f"    {name} " in done.stdout
+
+
+def test_the_help_summaries_are_each_commands_own():
+    import argparse
+    import importlib
+
+    from rlkit.cli import COMMANDS, SUMMARIES
+
+    for name in COMMANDS:
+        sub = argparse.ArgumentParser().add_subparsers()
+        importlib.import_module(f"rlkit.commands.{name}").add_parser(sub)
+        (action,) = sub._choices_actions
+        assert SUMMARIES[name] == action.help, name
