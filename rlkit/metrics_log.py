@@ -23,12 +23,17 @@ def _clean(value: Any) -> Any:
 
 
 class MetricsLog:
-    def __init__(self, path: Path):
+    """metrics.jsonl, and the experiment trackers (rlkit/tracking.py) that get each line as it is written."""
+
+    def __init__(self, path: Path, trackers: list | None = None):
         self.path = Path(path)
+        self.trackers = trackers or []
 
     def truncate_after(self, stage: str, step: int) -> None:
         """On resume: drop lines of `stage` past the checkpoint's step (they will be redone), and a half-written
         last line (the process was killed mid-write) with a warning."""
+        for tracker in self.trackers:
+            tracker.rewind(stage, step)
         if not self.path.exists():
             return
         kept = [line for line in self.read_lines() if not _after(json.loads(line), stage, step)]
@@ -52,6 +57,15 @@ class MetricsLog:
     def write(self, record: dict[str, Any]) -> None:
         with self.path.open("a") as f:
             f.write(json.dumps({k: _clean(v) for k, v in record.items()}) + "\n")
+        for tracker in self.trackers:
+            tracker.log(record)
+
+    def close(self, summary: dict[str, Any] | None = None) -> None:
+        for tracker in self.trackers:
+            if summary is not None:
+                tracker.summary(summary)
+            tracker.close()
+        self.trackers = []
 
 
 def _after(record: dict[str, Any], stage: str, step: int) -> bool:

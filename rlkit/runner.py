@@ -136,14 +136,19 @@ def run_stages_here(config: RunConfig, run_dir: Path, resume: bool, started: flo
     ctx.eval_samples = load_samples(config.eval.data.model_copy(update={"limit": config.eval.limit or config.eval.data.limit}))
     ctx.eval_scorer = RewardPool([RewardSpec(name=config.eval.reward)])
 
+    if config.logging.backends:
+        from rlkit.tracking import build_trackers
+
+        ctx.metrics.trackers = build_trackers(config, run_dir, resume)
     previous = {signum: signal.signal(signum, _stop_handler(ctx)) for signum in STOP_SIGNALS}
     try:
         _run_stages(ctx)
+        ctx.summary["wall_time_s"] = ctx.summary.get("wall_time_s", 0.0) + (time.time() - started)
+        ctx.save_summary()
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-    ctx.summary["wall_time_s"] = ctx.summary.get("wall_time_s", 0.0) + (time.time() - started)
-    ctx.save_summary()
+        ctx.metrics.close(ctx.summary)  # trackers flush what they have, also when the run stops early
     return ctx.summary
 
 
