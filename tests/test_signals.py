@@ -76,3 +76,18 @@ def test_sigkill_then_sigterm_mid_run_each_resume_and_every_step_is_logged_once(
     assert done.returncode == 0, done.stderr
     assert f"(step {stopped_at}/{STEPS})" in done.stdout
     assert logged_steps(run_dir) == list(range(1, STEPS + 1))  # none missing, none twice
+
+
+def test_a_second_signal_stops_at_once():
+    from types import SimpleNamespace
+
+    from rlkit.runner import _stop_handler
+    from rlkit.stages.context import Aborted
+
+    ctx = SimpleNamespace(stop_signal=0)
+    handler = _stop_handler(ctx)
+    handler(signal.SIGTERM, None)
+    assert ctx.stop_signal == signal.SIGTERM  # the first one only asks the loop to stop after this step
+    with pytest.raises(Aborted, match="stopped at once by a second SIGINT") as stop:
+        handler(signal.SIGINT, None)
+    assert stop.value.signum == signal.SIGINT
