@@ -160,6 +160,29 @@ class CheckpointConfig(Section):
     keep: int = Field(2, ge=1, description="number of step checkpoints kept per stage (deleted when the stage's output is saved).")
 
 
+class LoggingConfig(Section):
+    backends: list[Literal["jsonl", "tensorboard", "wandb"]] = Field(
+        default_factory=list,
+        description="experiment trackers that get every metrics.jsonl line (which is always written): tensorboard "
+        "(event files in <run>/tensorboard) and/or wandb (needs `pip install 'rlkit[tracking]'`).",
+    )
+    wandb_project: str = Field("rlkit", description="W&B project the run is logged to.")
+    wandb_mode: Literal["online", "offline"] | None = Field(
+        None, description="W&B mode; offline writes <run>/wandb/offline-run-* for `wandb sync` later. None: W&B's own default (WANDB_MODE, else online).",
+    )
+
+    @field_validator("backends")
+    @classmethod
+    def _installed(cls, backends: list[str]) -> list[str]:
+        """A tracker that is not installed fails when the recipe loads, not after the first stage."""
+        import importlib.util
+
+        for name in backends:
+            if name != "jsonl" and importlib.util.find_spec(name) is None:
+                raise ValueError(f"the '{name}' backend needs the '{name}' package, which is not installed: pip install 'rlkit[tracking]'")
+        return backends
+
+
 class EvalConfig(Section):
     data: DataConfig = Field(
         default_factory=lambda: DataConfig(split="test", size=200, shuffle=False),
@@ -280,6 +303,7 @@ class RunConfig(Section):
     learner: LearnerConfig = Field(default_factory=LearnerConfig, description="the learner: backend, micro-batches, LoRA.")
     ray: RayConfig = Field(default_factory=RayConfig, description="placement under runtime: ray.")
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig, description="resumable step checkpoints.")
+    logging: LoggingConfig = Field(default_factory=LoggingConfig, description="experiment tracking besides metrics.jsonl.")
     eval: EvalConfig = Field(default_factory=EvalConfig, description="held-out accuracy and benchmarks, during and after training.")
     stages: list[Stage] = Field(..., min_length=1, description="the stages, run in order; each continues from the model the last one left.")
 
@@ -447,9 +471,10 @@ def check_files(config: RunConfig, base: Path) -> None:
             resolve_benchmarks(config.eval.benchmarks, config.eval.data_dir)
         except ConfigError as err:
             raise ConfigError(f"key 'eval.benchmarks': {err}") from None
-    model = config.model.path
-    if model != "tiny" and (model.startswith((".", "/", "~")) or model.endswith("/")) and not Path(model).expanduser().exists():
-        raise ConfigError(f"key 'model.path': directory not found: {model}")
+    from rlkit.files import missing_model_dir
+
+    if (problem := missing_model_dir(config.model.path)) is not None:
+        raise ConfigError(f"key 'model.path': {problem}")
     check_rewards(config)
 
 
