@@ -117,7 +117,7 @@ class GeneratorConfig(Section):
     api_key_env: str | None = Field(None, description="openai: name of the environment variable holding the API key (the key itself is never written to config or logs); None sends no key.")
     api: Literal["chat", "completions"] = Field("chat", description="openai: /chat/completions (chat messages; a text prompt becomes one user message) or /completions (text prompts).")
     concurrency: int = Field(8, ge=1, description="openai: requests in flight at once.")
-    retries: int = Field(3, ge=0, description="openai: retries of a failed request (connection error, timeout, 408/429/5xx) before it is recorded as failed and skipped.")
+    retries: int = Field(3, ge=0, description="openai: retries of a failed request (connection error, timeout, 408/409/429/5xx) before it is recorded as failed and skipped.")
     backoff: float = Field(1.0, ge=0, description="openai: seconds before the first retry; doubled for each further retry.")
     timeout: float = Field(120.0, gt=0, description="openai: seconds per request.")
     slip_rate: float = Field(0.05, ge=0.0, le=1.0, description="tiny_teacher: probability that a column line slips, times the problem's difficulty.")
