@@ -26,13 +26,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
 from rlkit.errors import ConfigError
 from rlkit.rollout.base import Completion, SamplingParams
+from rlkit.rollout.decode_state import DecodeState
 from rlkit.rollout.hf import InProcessEngine
 
 log = logging.getLogger("rlkit.rollout")
@@ -84,42 +85,6 @@ class _FusedLayer:
     gate_up_bias: torch.Tensor | None = None
 
 
-@dataclass
-class _DecodeState:
-    """Static buffers one captured decode graph reads and writes in place."""
-
-    keys: list[torch.Tensor]  # per layer [B, KVH, Lmax, D]
-    values: list[torch.Tensor]
-    valid: torch.Tensor  # [B, Lmax] bool: key positions a query may attend to
-    token: torch.Tensor  # [B] long: the last sampled token, input of the next step
-    position: torch.Tensor  # [B] long: rotary position of `token`
-    slot: torch.Tensor  # [1] long: cache slot `token` is written to
-    step: torch.Tensor  # [1] long: output column of the next sampled token
-    done: torch.Tensor  # [B] bool
-    out_tokens: torch.Tensor  # [B, T] long
-    out_logprobs: torch.Tensor  # [B, T] float
-    noise: torch.Tensor | None  # [B, V] float, refilled with Exp(1) draws every step
-    graph: torch.cuda.CUDAGraph | None = None
-    halves: dict[int, _DecodeState] = field(default_factory=dict)  # compacted batches: views of the first rows
-
-    def rows(self, size: int) -> _DecodeState:
-        """The state of the first `size` rows: views of these buffers (one step counter and slot), own graph."""
-        if size == len(self.token):
-            return self
-        if size not in self.halves:
-            first = slice(0, size)
-            self.halves[size] = _DecodeState(
-                [k[first] for k in self.keys], [v[first] for v in self.values], self.valid[first], self.token[first],
-                self.position[first], self.slot, self.step, self.done[first], self.out_tokens[first],
-                self.out_logprobs[first], None if self.noise is None else self.noise[first],
-            )
-        return self.halves[size]
-
-    def per_row(self) -> list[torch.Tensor]:
-        """Every buffer with one row per sequence (what compaction moves)."""
-        return [*self.keys, *self.values, self.valid, self.token, self.position, self.done, self.out_tokens, self.out_logprobs]
-
-
 class FastHFEngine(InProcessEngine):
     """Static-cache engine; `cuda_graph`/`compile` default to on for CUDA, off for CPU."""
 
@@ -143,7 +108,7 @@ class FastHFEngine(InProcessEngine):
         self.cuda_graph, self.compile = cuda_graph, compile
         self.compact = True
         self.stats: dict[str, float] = {}  # token counts since the caller last cleared it (rlkit bench reads them)
-        self._states: dict[tuple, _DecodeState] = {}
+        self._states: dict[tuple, DecodeState] = {}
         self._fused: dict[int, _FusedLayer] = {}
         self._compiled: Callable | None = None
         self.compile_failed = False
@@ -237,7 +202,7 @@ class FastHFEngine(InProcessEngine):
         return sample_tokens(logits, noise, temperature, top_p)
 
     # ------------------------------------------------------------------ one decode step (captured on GPU)
-    def _decode_step(self, state: _DecodeState, sampling: SamplingParams, stop: torch.Tensor | None, pad: int) -> None:
+    def _decode_step(self, state: DecodeState, sampling: SamplingParams, stop: torch.Tensor | None, pad: int) -> None:
         state.valid.index_fill_(1, state.slot, True)
         forward = self._compiled or self._decode_and_sample
         if state.noise is not None:
@@ -248,7 +213,7 @@ class FastHFEngine(InProcessEngine):
         state.slot += 1
         state.position += 1
 
-    def _emit(self, state: _DecodeState, logits: torch.Tensor, sampling: SamplingParams,
+    def _emit(self, state: DecodeState, logits: torch.Tensor, sampling: SamplingParams,
               stop: torch.Tensor | None, pad: int) -> None:
         """Sample from `logits`, record token and log-probability in column `step`, update `done`."""
         if state.noise is not None:
@@ -256,7 +221,7 @@ class FastHFEngine(InProcessEngine):
         token, logprob = sample_tokens(logits, state.noise, sampling.temperature, sampling.top_p)
         self._record(state, token, logprob, stop, pad)
 
-    def _record(self, state: _DecodeState, token: torch.Tensor, logprob: torch.Tensor, stop: torch.Tensor | None, pad: int) -> None:
+    def _record(self, state: DecodeState, token: torch.Tensor, logprob: torch.Tensor, stop: torch.Tensor | None, pad: int) -> None:
         token = torch.where(state.done, torch.full_like(token, pad), token)
         logprob = torch.where(state.done, torch.zeros_like(logprob), logprob)
         state.out_tokens.index_copy_(1, state.step, token[:, None])
@@ -267,30 +232,7 @@ class FastHFEngine(InProcessEngine):
         state.step += 1
 
     # ------------------------------------------------------------------ generate (batched by InProcessEngine)
-    def _new_state(self, batch: int, width: int, sampling: SamplingParams, device: torch.device) -> _DecodeState:
-        config = self.model.config
-        attn = self.model.model.layers[0].self_attn
-        kv_heads = config.num_key_value_heads
-        dtype = next(self.model.parameters()).dtype
-        length = width + sampling.max_new_tokens
-        cache_shape = (batch, kv_heads, length, attn.head_dim)
-        layers = config.num_hidden_layers
-        long = dict(dtype=torch.long, device=device)
-        return _DecodeState(
-            keys=[torch.zeros(cache_shape, dtype=dtype, device=device) for _ in range(layers)],
-            values=[torch.zeros(cache_shape, dtype=dtype, device=device) for _ in range(layers)],
-            valid=torch.zeros((batch, length), dtype=torch.bool, device=device),
-            token=torch.zeros(batch, **long),
-            position=torch.zeros(batch, **long),
-            slot=torch.zeros(1, **long),
-            step=torch.zeros(1, **long),
-            done=torch.zeros(batch, dtype=torch.bool, device=device),
-            out_tokens=torch.zeros((batch, sampling.max_new_tokens), **long),
-            out_logprobs=torch.zeros((batch, sampling.max_new_tokens), dtype=torch.float, device=device),
-            noise=None if sampling.greedy else torch.empty((batch, config.vocab_size), dtype=torch.float, device=device),
-        )
-
-    def _prefill(self, state: _DecodeState, input_ids: torch.Tensor, attention: torch.Tensor,
+    def _prefill(self, state: DecodeState, input_ids: torch.Tensor, attention: torch.Tensor,
                  sampling: SamplingParams, stop: torch.Tensor | None, pad: int) -> None:
         """Run the (left-padded) prompts, fill the cache, sample the first token."""
         batch, width = input_ids.shape
@@ -322,7 +264,7 @@ class FastHFEngine(InProcessEngine):
             # dynamic batch dimension that serves every later size, instead of one compile per size
             self._compiled = torch.compile(self._decode_and_sample, dynamic=None, fullgraph=False)
 
-    def _run_decode(self, state: _DecodeState, sampling: SamplingParams, stop: torch.Tensor | None, pad: int,
+    def _run_decode(self, state: DecodeState, sampling: SamplingParams, stop: torch.Tensor | None, pad: int,
                     steps: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Decode up to `steps` more tokens; returns every row's (tokens, logprobs) [B, max_new_tokens]."""
         device = state.token.device
@@ -346,10 +288,7 @@ class FastHFEngine(InProcessEngine):
                     tokens, logprobs = tokens.clone(), logprobs.clone()
                 tokens[rows], logprobs[rows] = current.out_tokens[: len(rows)], current.out_logprobs[: len(rows)]
                 rows = rows[live]
-                for buffer in state.per_row():
-                    buffer[: len(live)] = buffer[live]
-                state.done[len(live) : size] = True  # rows past the live ones only fill the batch
-                current = state.rows(size)
+                current = state.keep(live, size)
         if tokens is not state.out_tokens:
             tokens[rows], logprobs[rows] = current.out_tokens[: len(rows)], current.out_logprobs[: len(rows)]
         return tokens, logprobs
@@ -362,8 +301,8 @@ class FastHFEngine(InProcessEngine):
             size //= 2
         return size
 
-    def _decode_steps(self, state: _DecodeState, sampling: SamplingParams, stop: torch.Tensor | None, pad: int,
-                      steps: int) -> tuple[_DecodeState, int]:
+    def _decode_steps(self, state: DecodeState, sampling: SamplingParams, stop: torch.Tensor | None, pad: int,
+                      steps: int) -> tuple[DecodeState, int]:
         """Up to `steps` decode steps of `state` (its captured graph on GPU); returns the state and the steps run."""
         device = state.token.device
 
@@ -387,7 +326,7 @@ class FastHFEngine(InProcessEngine):
             ran += 1
         return state, ran
 
-    def _capture(self, state: _DecodeState, step: Callable[[], None], device: torch.device) -> None:
+    def _capture(self, state: DecodeState, step: Callable[[], None], device: torch.device) -> None:
         """Warm up (compiling if asked) and capture one decode step; the warm-up consumes one real step."""
         snapshot = [t.clone() for t in (state.valid, state.token, state.position, state.slot, state.step, state.done)]
         side = torch.cuda.Stream(device)
@@ -436,7 +375,7 @@ class FastHFEngine(InProcessEngine):
         if state is None:
             while len(self._states) >= MAX_CACHED_STATES:  # drop the least recently used cache and graph
                 self._states.pop(next(iter(self._states)))
-            state = self._new_state(rows, width, sampling, device)
+            state = DecodeState.allocate(self.model, rows, width + sampling.max_new_tokens, sampling, device)
         self._states[key] = state  # most recently used last
         stop = torch.tensor(sorted(self.stop_ids), dtype=torch.long, device=device) if self.stop_ids else None
 
