@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The reference GRPO step on one GPU, rlkit and TRL side by side (docs/BENCHMARKS.md).
+# One GRPO step on one GPU for a workload preset (reference, ragged, long), rlkit and TRL side by side (docs/BENCHMARKS.md).
 #
 # Runs on the lent GPU machine (torch + transformers preinstalled, no registry): installs the carried
 # wheels (wheels/: trl, datasets and what they and rlkit need beyond the image), checks the fast
