@@ -180,6 +180,42 @@ class RolloutDPOStage(DPOStage):
     pairs_per_prompt: int = Field(1, ge=1)
 
 
+class SynthConfig(Section):
+    """SwS's synthesis pipeline (synth/pipeline.py). Paper: arXiv 2506.08989, section 3; "rlkit" marks values the paper does not give."""
+
+    threshold: float = Field(0.5, ge=0.0, le=1.0, description="a weakness never reaches this training accuracy in any epoch (paper: 0.5).")
+    max_slope: float = Field(0.0, description="and its accuracy slope over epochs is below this (paper: negative, i.e. < 0).")
+    budget: int = Field(1000, ge=0, description="concept combinations to write problems from, split over categories by failure rate (paper, 7B: ~1M; rlkit default 1000).")
+    combination_size: int = Field(5, ge=1, description="concepts per combination (paper: 5).")
+    combination_temperature: float = Field(0.2, gt=0.0, description="softmax temperature of concept sampling (paper: 0.2).")
+    levels: list[str] = Field(
+        default_factory=lambda: ["AMC 10", "AMC 12", "AIME", "HMMT", "USAMO", "IMO"],
+        min_length=1, description="target difficulty levels, one drawn at random per combination (paper's examples: AMC12, HMMT, AIME, USAMO).",
+    )
+    embedding_model: str | None = Field(
+        None, description="HF id or path whose mean-pooled hidden states embed concepts for sampling; None = co-occurrence only.",
+    )
+    concepts_template: str = Field("concepts", description="prompt file for concept extraction: a name in synth/templates/ or a path.")
+    problem_template: str = Field("problem", description="prompt file for writing a problem (rationale, then problem).")
+    rating_template: str = Field("rating", description="prompt file for the quality raters (ends with a rating word).")
+    solve_template: str = Field("solve", description="prompt file for the answer model.")
+    problem_temperature: float = Field(0.6, ge=0.0, description="sampling temperature of the problem writer (paper: 0.6).")
+    problem_max_tokens: int = Field(4096, ge=1, description="token limit of the problem writer (paper: 4,096).")
+    answer_samples: int = Field(8, ge=1, description="answer-model samples per problem (paper: 8).")
+    answer_temperature: float = Field(0.6, ge=0.0, description="answer-model sampling temperature (rlkit: the paper does not say).")
+    answer_max_tokens: int = Field(8192, ge=1, description="answer-model token limit (rlkit: the paper does not say).")
+    answer_min_share: float = Field(0.5, gt=0.0, le=1.0, description="keep a problem if its majority answer holds at least this share of the samples (paper: half).")
+    difficulty_samples: int = Field(8, ge=1, description="policy samples per problem for the difficulty filter (paper: 8).")
+    difficulty_band: tuple[float, float] = Field((0.25, 0.75), description="keep problems whose policy accuracy lies in [low, high] (paper: [0.25, 0.75]).")
+    difficulty_temperature: float = Field(1.0, ge=0.0, description="policy sampling temperature for the difficulty filter (rlkit: the paper does not say).")
+    ngram: int = Field(13, ge=1, description="word n-gram length of deduplication and decontamination (rlkit: the paper gives no rule).")
+    overlap_threshold: float = Field(0.5, gt=0.0, le=1.0, description="drop a problem when this share of its n-grams occurs in the train set, a benchmark or an earlier new problem (rlkit).")
+    decontaminate_dir: str | None = Field("../shared/data/math", description="every .jsonl here is a benchmark to decontaminate against; None = none.")
+    retries: int = Field(2, ge=0, description="re-asks of a backend for an item whose text did not parse or whose request failed, before it is counted and skipped.")
+    chunk_size: int = Field(64, ge=1, description="items per backend call; each finished chunk is written at once, so a rerun resumes after it.")
+    seed: int | None = Field(None, description="seed of concept sampling; None = the run's seed.")
+
+
 Stage = Annotated[SFTStage | RLStage | DPOStage | RolloutDPOStage, Field(discriminator="type")]
 
 
