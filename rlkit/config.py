@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from rlkit.errors import ConfigError
 from rlkit.world.categories import DEFAULT_MIX, check_mix
@@ -47,6 +47,9 @@ class DataConfig(Section):
     unboxed_fraction: float = Field(
         0.0, ge=0.0, le=1.0,
         description="tiny world: fraction of teacher traces that end 'The answer is N.' instead of \\boxed{N} (a format habit for RL to remove).",
+    )
+    synthetic_from: str | None = Field(
+        None, description="name of an earlier synthesize stage whose new problems are added to these rows (SwS's augmented RL); None = none.",
     )
     mix: dict[str, float] = Field(
         default_factory=lambda: dict(DEFAULT_MIX),
@@ -236,16 +239,41 @@ class SynthConfig(Section):
     answer_min_share: float = Field(0.5, gt=0.0, le=1.0, description="keep a problem if its majority answer holds at least this share of the samples (paper: half).")
     difficulty_samples: int = Field(8, ge=1, description="policy samples per problem for the difficulty filter (paper: 8).")
     difficulty_band: tuple[float, float] = Field((0.25, 0.75), description="keep problems whose policy accuracy lies in [low, high] (paper: [0.25, 0.75]).")
-    difficulty_temperature: float = Field(1.0, ge=0.0, description="policy sampling temperature for the difficulty filter (rlkit: the paper does not say).")
     ngram: int = Field(13, ge=1, description="word n-gram length of deduplication and decontamination (rlkit: the paper gives no rule).")
     overlap_threshold: float = Field(0.5, gt=0.0, le=1.0, description="drop a problem when this share of its n-grams occurs in the train set, a benchmark or an earlier new problem (rlkit).")
     decontaminate_dir: str | None = Field("../shared/data/math", description="every .jsonl here is a benchmark to decontaminate against; None = none.")
     retries: int = Field(2, ge=0, description="re-asks of a backend for an item whose text did not parse or whose request failed, before it is counted and skipped.")
     chunk_size: int = Field(64, ge=1, description="items per backend call; each finished chunk is written at once, so a rerun resumes after it.")
     seed: int | None = Field(None, description="seed of concept sampling; None = the run's seed.")
+    category_field: str = Field("category", description="the row field that holds a problem's category (SwS: Algebra, Geometry, ...); rows without it count as 'uncategorized'.")
 
 
-Stage = Annotated[SFTStage | RLStage | DPOStage | RolloutDPOStage, Field(discriminator="type")]
+class SynthesizeStage(Section):
+    """SwS between two rl stages: the earlier one's ledger and model in, new problems out (rlkit/stages/synthesize.py)."""
+
+    type: Literal["synthesize"]
+    name: str | None = Field(None, description="defaults to 'synthesize'; a later rl stage names it in `data.synthetic_from`.")
+    source: str | None = Field(None, description="the rl stage whose ledger, data and model are read; None = the last rl stage before this one.")
+    concepts: GeneratorConfig = Field(
+        default_factory=lambda: GeneratorConfig(backend="tiny_concepts"),
+        description="the instruct model that lists each weak problem's concepts (paper: Llama-3.3-70B-Instruct, temperature 0).",
+    )
+    writer: GeneratorConfig = Field(
+        default_factory=lambda: GeneratorConfig(backend="tiny_writer"),
+        description="the instruct model that writes a rationale, then a problem, per concept combination (paper: Llama-3.3-70B-Instruct).",
+    )
+    raters: list[GeneratorConfig] = Field(
+        default_factory=lambda: [GeneratorConfig(backend="tiny_rater_strict"), GeneratorConfig(backend="tiny_rater_lenient")],
+        min_length=1, description="the models that rate each problem bad / acceptable / perfect (paper: two).",
+    )
+    solver: GeneratorConfig = Field(
+        default_factory=lambda: GeneratorConfig(backend="tiny_teacher"),
+        description="the reasoning model whose majority answer of `synth.answer_samples` labels a problem (paper: Skywork-OR1-Math-7B; QwQ-32B for 32B).",
+    )
+    synth: SynthConfig = Field(default_factory=SynthConfig, description="the pipeline's steps and filters.")
+
+
+Stage = Annotated[SFTStage | RLStage | DPOStage | RolloutDPOStage | SynthesizeStage, Field(discriminator="type")]
 
 
 class RunConfig(Section):
@@ -274,6 +302,25 @@ class RunConfig(Section):
                 raise ValueError(f"two stages are named {stage.name!r}; give each a unique 'name'")
             seen.add(stage.name)
         return stages
+
+    @model_validator(mode="after")
+    def _synthesis_wiring(self) -> RunConfig:
+        """A synthesize stage reads an earlier rl stage; `data.synthetic_from` names an earlier synthesize stage."""
+        kinds: dict[str, str] = {}
+        for stage in self.stages:
+            if isinstance(stage, SynthesizeStage):
+                rl_before = [name for name, kind in kinds.items() if kind == "rl"]
+                if stage.source is None and not rl_before:
+                    raise ValueError(f"stage '{stage.name}': a synthesize stage needs an rl stage before it (its ledger and model)")
+                if stage.source is not None and kinds.get(stage.source) != "rl":
+                    raise ValueError(f"key '{stage.name}.source': '{stage.source}' is not an rl stage before it (rl stages before: {rl_before or 'none'})")
+                stage.source = stage.source or rl_before[-1]
+            elif stage.data.synthetic_from is not None and kinds.get(stage.data.synthetic_from) != "synthesize":
+                raise ValueError(
+                    f"key '{stage.name}.data.synthetic_from': '{stage.data.synthetic_from}' is not a synthesize stage before it"
+                )
+            kinds[str(stage.name)] = stage.type
+        return self
 
     def stage(self, name: str) -> StageBase:
         for stage in self.stages:
@@ -370,13 +417,17 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConf
     for text in overrides or []:
         parts, value = parse_override(text)
         apply_override(raw, parts, value, text)
-    source = f"{path}" + (" (with overrides)" if overrides else "")
-    try:
-        config = RunConfig.model_validate(raw)
-    except ValidationError as err:
-        raise ConfigError(_format_validation_error(err, source, raw)) from None
+    config = validate_config(raw, f"{path}" + (" (with overrides)" if overrides else ""))
     check_files(config, base=path.parent)
     return config
+
+
+def validate_config(raw: dict[str, Any], source: str) -> RunConfig:
+    """A raw recipe dict as a RunConfig; a ConfigError naming `source` and the key otherwise."""
+    try:
+        return RunConfig.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(_format_validation_error(err, source, raw)) from None
 
 
 def _check_data(data: DataConfig, key: str, base: Path) -> None:
@@ -392,7 +443,8 @@ def _check_data(data: DataConfig, key: str, base: Path) -> None:
 def check_files(config: RunConfig, base: Path) -> None:
     """Missing files are config errors, found before any model is built."""
     for stage in config.stages:
-        _check_data(stage.data, f"{stage.name}.data", base)
+        if isinstance(stage, StageBase):  # a synthesize stage reads the data of the rl stage before it
+            _check_data(stage.data, f"{stage.name}.data", base)
     _check_data(config.eval.data, "eval.data", base)
     if config.eval.benchmarks:  # names and files, before any model is built
         from rlkit.eval.benchmarks import resolve_benchmarks

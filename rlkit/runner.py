@@ -39,6 +39,10 @@ def stage_runner(kind: str):  # noqa: ANN201
         from rlkit.stages.dpo import run_dpo
 
         return run_dpo
+    if kind == "synthesize":
+        from rlkit.stages.synthesize import run_synthesize
+
+        return run_synthesize
     raise ValueError(kind)
 
 

@@ -6,9 +6,9 @@ Every synthesis step that talks to a model (concepts, problems, ratings, answers
 that still has no parse after the retries is counted and skipped, never an exception that would
 lose the batch: a 70B server that is down for a minute costs those items, not the run.
 
-A backend is anything with the Generator call shape of rlkit.generation:
-`generate(prompts, n=..., temperature=..., top_p=..., max_tokens=..., stop=...) -> list[list[str]]`
-(n texts per prompt; a failed request may come back as an empty list or None).
+A backend is a rlkit.generation Generator: `generate(prompts, n=..., temperature=..., top_p=...,
+max_tokens=..., seed=...)` -> one Generation per prompt (its n `texts`, or none and an `error`).
+A retry asks with the next seed, so a seeded backend does not simply repeat the text that failed.
 """
 
 from __future__ import annotations
@@ -34,7 +34,8 @@ class Generator(Protocol):
         top_p: float = 1.0,
         max_tokens: int = 1024,
         stop: Sequence[str] | None = None,
-    ) -> list[list[str]]: ...
+        seed: int = 0,
+    ) -> list[Any]: ...  # rlkit.generation.base.Generation: .texts, .error
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,7 @@ def ask(
     sampling: Sampling,
     stats: AskStats,
     retries: int = 2,
+    seed: int = 0,
 ) -> list[T | None]:
     """Ask each prompt for `sampling.n` texts and parse them; re-ask the unparsed up to `retries` times.
 
@@ -96,7 +98,7 @@ def ask(
         try:
             texts = generator.generate(
                 [prompts[i] for i in pending], n=sampling.n, temperature=sampling.temperature,
-                top_p=sampling.top_p, max_tokens=sampling.max_tokens,
+                top_p=sampling.top_p, max_tokens=sampling.max_tokens, seed=seed + attempt,
             )
         except Exception as err:  # noqa: BLE001 - a backend that is down is retried, then its items skipped
             log.warning("generation backend failed (attempt %d of %d): %s", attempt + 1, retries + 1, err)
@@ -104,8 +106,9 @@ def ask(
                 last_reason[i] = "request failed"
             continue
         still = []
-        for i, outs in zip(pending, texts, strict=False):
-            value = parse(list(outs)) if outs else None
+        for i, generation in zip(pending, texts, strict=False):
+            outs = list(generation.texts)
+            value = parse(outs) if outs else None
             if value is None:
                 last_reason[i] = "unparseable" if outs else "request failed"
                 still.append(i)

@@ -52,7 +52,9 @@ class Backends:
     raters: Sequence[Generator]
     solver: Generator
     policy: Generator
-    policy_prompt: Callable[[dict[str, Any]], Any] = lambda row: row["problem"]
+    policy_prompt: Callable[[dict[str, Any]], Any] = lambda row: row["problem"]  # as the policy is prompted in training
+    policy_temperature: float = 1.0  # the stage passes the run's rollout settings
+    policy_max_tokens: int = 8192
     embed: Callable[[list[str]], list[list[float]]] | None = None  # None: co-occurrence only
 
 
@@ -135,7 +137,9 @@ def run_pipeline(
 ) -> Result:
     """Run every step (resuming finished work under `out`) and write synthetic.jsonl and funnel.json."""
     out.mkdir(parents=True, exist_ok=True)
-    seen = [row for row in original if row["id"] in histories]  # the problems the RL run sampled
+    seen = [  # the problems the RL run sampled, each with its category under the one name the steps read
+        {**row, "category": row.get(config.category_field) or budget.UNCATEGORIZED} for row in original if row["id"] in histories
+    ]
     funnel: dict[str, int] = {"original": len(seen)}
     counts: dict[str, dict[str, int]] = {}
 
@@ -189,7 +193,7 @@ def run_pipeline(
 
     answered = step("answers", good, label)
 
-    policy_sampling = Sampling(n=config.difficulty_samples, temperature=config.difficulty_temperature, max_tokens=config.answer_max_tokens)
+    policy_sampling = Sampling(n=config.difficulty_samples, temperature=backends.policy_temperature, max_tokens=backends.policy_max_tokens)
 
     def filter_difficulty(rows: list[dict[str, Any]], stats: AskStats, dropped: Counter[str]) -> list[dict[str, Any]]:
         scored = difficulty.policy_accuracy(rows, backends.policy, backends.policy_prompt, stats, policy_sampling, ask_retries)

@@ -9,6 +9,7 @@ from collections import Counter
 import pytest
 
 from rlkit.eval.evaluate import math_equivalence
+from rlkit.generation.base import Generation
 from rlkit.synth import answers, budget, combinations, concepts, dedup, difficulty, problems, quality, weaknesses
 from rlkit.synth.asking import AskStats, Sampling, ask
 
@@ -177,12 +178,12 @@ class Scripted:
     def __init__(self, *calls):
         self.calls, self.prompts = list(calls), []
 
-    def generate(self, prompts, n=1, temperature=1.0, top_p=1.0, max_tokens=1024, stop=None):
+    def generate(self, prompts, n=1, temperature=1.0, top_p=1.0, max_tokens=1024, stop=None, seed=0):
         self.prompts.append(list(prompts))
         reply = self.calls.pop(0)
         if isinstance(reply, Exception):
             raise reply
-        return reply
+        return [Generation(texts) if texts else Generation(error="HTTP 500") for texts in reply]
 
 
 def test_unparseable_text_is_retried_then_counted_and_skipped():

@@ -35,6 +35,7 @@ from rlkit.rollout.base import Completion, RolloutEngine, SamplingParams
 from rlkit.scoring.pool import RewardPool
 from rlkit.scoring.registry import check_samples
 from rlkit.stages.context import StageContext, run_steps
+from rlkit.stages.synthesize import synthetic_samples
 
 
 @dataclass
@@ -268,7 +269,7 @@ def rollout_metrics(rollouts: Rollouts, accuracy_reward: str) -> dict[str, float
 def run_rl(ctx: StageContext, stage: RLStage) -> None:
     alg = stage.algorithm
     check_algorithm(alg, ctx.config.rollout, str(stage.name))
-    samples = load_samples(stage.data, ctx.config.seed)
+    samples = load_samples(stage.data, ctx.config.seed) + synthetic_samples(ctx.run_dir, stage.data)  # SwS: + new problems
     check_samples(ctx.config.rewards, samples, stage.data.source)  # e.g. a row without a gold answer, before any step
     stream = PromptStream(samples, ctx.config.seed, stage.data.shuffle)
     critic = None
