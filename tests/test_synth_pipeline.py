@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -87,7 +88,7 @@ def test_pipeline_targets_the_weak_category_and_labels_by_majority(world):
     funnel = result.funnel
     assert funnel["original"] == 120 and funnel["weaknesses"] == subs and funnel["combinations"] == 60
     steps = ["combinations", "problems", "dedup", "quality", "answers", "difficulty"]
-    assert all(funnel[a] >= funnel[b] for a, b in zip(steps, steps[1:]))
+    assert all(funnel[a] >= funnel[b] for a, b in itertools.pairwise(steps))
     assert result.rows and len(result.rows) == funnel["difficulty"]
     assert all(r["category"] == "sub" and r["source"] == "sws" for r in result.rows)
     right = [r["answer"] == str(CATEGORIES["sub"].answer(parse_problem(r["problem"])[1])) for r in result.rows]

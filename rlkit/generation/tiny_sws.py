@@ -19,6 +19,7 @@ class _TinyRole:
 
     def __init__(self, config: GeneratorConfig):
         self.config = config
+        self.sampled = 0  # texts sampled so far: a model at temperature > 0 answers a repeated prompt differently
 
     def generate(
         self, prompts: Sequence[Prompt], n: int = 1, temperature: float = 1.0, top_p: float = 1.0,
@@ -27,7 +28,8 @@ class _TinyRole:
         out = []
         for prompt in prompts:
             try:
-                texts = [type(self).answer(prompt_text(prompt), seed, 0 if temperature == 0 else j)[:max_tokens] for j in range(n)]
+                texts = [type(self).answer(prompt_text(prompt), seed, 0 if temperature == 0 else self.sampled + j)[:max_tokens] for j in range(n)]
+                self.sampled += n
             except ValueError as err:
                 out.append(Generation(error=str(err)))
                 continue
