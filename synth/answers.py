@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from rlkit.eval.evaluate import math_equivalence
-from rlkit.eval.metrics import majority_index
+from rlkit.eval.scores import majority_index
 from rlkit.rewards.math import answer_part, last_boxed
 from rlkit.synth.asking import AskStats, Generator, Sampling, ask, load_template
 

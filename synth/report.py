@@ -8,7 +8,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from rlkit.metrics import StageProgress
+from rlkit.metrics_log import StageProgress
 from rlkit.synth.pipeline import FUNNEL_LABELS, Result
 
 

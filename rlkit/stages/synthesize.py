@@ -40,10 +40,10 @@ def epoch_histories(run_dir: Path, stage_name: str) -> dict[str, list[float]]:
     return epoch_accuracies(Path(run_dir), stage_name)
 
 
-def original_rows(source: RLStage, seed: int) -> list[dict[str, Any]]:
+def original_rows(source: RLStage) -> list[dict[str, Any]]:
     """The rl stage's rows, once each (data.repeat replicates them)."""
     unique: dict[str, dict[str, Any]] = {}
-    for row in load_samples(source.data, seed):
+    for row in load_samples(source.data):
         unique.setdefault(row["id"], row)
     return list(unique.values())
 
@@ -78,7 +78,7 @@ def synthesize(
     bars = StepBars(str(stage.name))
     try:
         result = run_pipeline(
-            original_rows(source, seed), histories, backends, stage.synth,
+            original_rows(source), histories, backends, stage.synth,
             out or Path(run_dir) / "stages" / str(stage.name) / SYNTH_DIR,
             seed=stage.synth.seed if stage.synth.seed is not None else seed, progress=bars,
         )
