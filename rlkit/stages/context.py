@@ -16,6 +16,7 @@ from rlkit.checkpoint import atomic_dir, atomic_write_text, latest_checkpoint, l
 from rlkit.config import RunConfig, StageBase
 from rlkit.data import PromptStream
 from rlkit.eval.evaluate import evaluate_accuracy
+from rlkit.ledger import Ledger
 from rlkit.metrics_log import MetricsLog, StageProgress
 from rlkit.rollout.base import RolloutEngine
 from rlkit.scoring.pool import RewardPool
@@ -140,10 +141,12 @@ def run_steps(
         state = load_checkpoint(checkpoint, learner)
         start, stream.position = state["step"], state["data_position"]
         ctx.metrics.truncate_after(str(stage.name), start)
+        Ledger(ctx.run_dir).truncate_after(str(stage.name), start)  # the rl stage's per-problem rows, by the same rule
         ctx.publish_policy(learner)  # the engine generates the next step from the checkpoint's weights
         print(f"[{stage.name}] resumed from {checkpoint} (step {start}/{stage.steps})", flush=True)
     elif ctx.resume:
         ctx.metrics.truncate_after(str(stage.name), 0)
+        Ledger(ctx.run_dir).truncate_after(str(stage.name), 0)
     progress = StageProgress(str(stage.name), stage.steps, start)
     try:
         for step in range(start + 1, stage.steps + 1):

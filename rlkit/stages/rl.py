@@ -23,6 +23,7 @@ from rlkit.data import PromptStream, load_samples
 from rlkit.learner.base import Learner, TokenBatch, pad_sequences
 from rlkit.learner.critic import Critic, LearnerWithCritic
 from rlkit.learner.reference import ReferencePolicy
+from rlkit.ledger import Ledger
 from rlkit.models import encode_prompt
 from rlkit.rollout.base import Completion, RolloutEngine, SamplingParams
 from rlkit.scoring.pool import RewardPool
@@ -179,9 +180,10 @@ def rl_step(
     accuracy_reward: str = "math",
     more_prompts: Callable[[int], list[dict[str, Any]]] | None = None,
     step: int = 1,
+    on_sampled: Callable[[Rollouts], None] | None = None,
 ) -> dict[str, float]:
     """One RL step. `more_prompts(k)` supplies fresh prompts for dynamic sampling; `step` (1-based)
-    decides whether the critic is still warming up."""
+    decides whether the critic is still warming up; `on_sampled` sees every group sampled (the ledger)."""
     alg = stage.algorithm
     timings: dict[str, float] = {}
     clock = time.perf_counter()
@@ -197,6 +199,8 @@ def rl_step(
     if alg.dynamic_sampling and not alg.entropy_only:
         rollouts, seen = dynamic_sampling(parts, rollout, alg, rollouts, more_prompts, len(prompts), seed)
     lap("generate")
+    if on_sampled is not None:
+        on_sampled(seen)
     completions, reward = rollouts.completions, rollouts.reward
     metrics = rollout_metrics(seen, accuracy_reward)
     if not completions:  # dynamic sampling found no group with a signal: nothing to learn from
@@ -298,15 +302,23 @@ def run_rl(ctx: StageContext, stage: RLStage) -> None:
     stream = PromptStream(samples, ctx.config.seed, stage.data.shuffle)
     parts = build_rl_parts(ctx.config, stage, ctx.model, ctx.tokenizer, ctx.device,
                            engine=ctx.engine, make_learner=lambda: ctx.build_learner(stage), scorer=ctx.build_scorer())
+    ledger, accuracy_reward = Ledger(ctx.run_dir), ctx.config.eval.reward
+
+    def step_fn(step: int) -> dict[str, float]:
+        first = stream.position  # the ledger's epochs: where each sampled prompt sat in the stream
+        return rl_step(parts, stage, ctx.config.rollout, stream.take(stage.batch_size),
+                       seed=ctx.config.seed * STEP_SEED_STRIDE + step, accuracy_reward=accuracy_reward,
+                       more_prompts=stream.take, step=step,
+                       on_sampled=lambda seen: ledger.record_rollouts(str(stage.name), step, seen, first, len(samples),
+                                                                      ctx.config.rollout.n, accuracy_reward))
+
     try:
         run_steps(
             ctx,
             stage,
             parts.checkpointed(),  # checkpoints keep the critic
             stream,
-            lambda step: rl_step(parts, stage, ctx.config.rollout, stream.take(stage.batch_size),
-                                 seed=ctx.config.seed * STEP_SEED_STRIDE + step, accuracy_reward=ctx.config.eval.reward,
-                                 more_prompts=stream.take, step=step),
+            step_fn,
             {"reward": "reward/mean", "acc": "accuracy", "eval": "eval/accuracy"},
             eval_every=ctx.config.eval.every,
         )

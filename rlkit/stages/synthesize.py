@@ -21,6 +21,7 @@ from rlkit.data import load_samples
 from rlkit.errors import DataError
 from rlkit.generation.base import build_generator
 from rlkit.generation.local import LocalEngineGenerator
+from rlkit.ledger import accuracy_history
 from rlkit.stages.context import StageContext
 from rlkit.synth.pipeline import Backends, Result, run_pipeline
 from rlkit.synth.report import StepBars, print_report
@@ -35,9 +36,7 @@ def synthetic_path(run_dir: Path, stage_name: str) -> Path:
 
 def epoch_histories(run_dir: Path, stage_name: str) -> dict[str, list[float]]:
     """Each problem's training accuracy per epoch in one rl stage, from the run's ledger."""
-    from rlkit.ledger import epoch_accuracies
-
-    return epoch_accuracies(Path(run_dir), stage_name)
+    return {pid: history.accuracy for pid, history in accuracy_history(run_dir, stage_name).items()}
 
 
 def original_rows(source: RLStage) -> list[dict[str, Any]]:
