@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -49,13 +50,13 @@ def test_synthesize_needs_an_rl_stage_before_it(tmp_path):
     with pytest.raises(ConfigError, match="stage 'synthesize': a synthesize stage needs an rl stage before it"):
         load_config(_recipe(tmp_path, text))
     text = "stages:\n  - {type: sft}\n  - {type: synthesize, source: sft}\n"
-    with pytest.raises(ConfigError, match="key 'synthesize.source': 'sft' is not an rl stage before it"):
+    with pytest.raises(ConfigError, match=re.escape("key 'synthesize.source': 'sft' is not an rl stage before it")):
         load_config(_recipe(tmp_path, text))
 
 
 def test_synthetic_from_must_name_an_earlier_synthesize_stage(tmp_path):
     text = "stages:\n  - {type: rl, data: {synthetic_from: synth}}\n"
-    with pytest.raises(ConfigError, match="key 'rl.data.synthetic_from': 'synth' is not a synthesize stage before it"):
+    with pytest.raises(ConfigError, match=re.escape("key 'rl.data.synthetic_from': 'synth' is not a synthesize stage before it")):
         load_config(_recipe(tmp_path, text))
 
 
