@@ -201,6 +201,17 @@ class AlgorithmConfig(Section):
     dynamic_sampling: bool = Field(False, description="DAPO: drop groups whose rewards are all equal.")
     max_sampling_rounds: int = Field(3, ge=1, description="dynamic sampling: at most this many generate rounds per step to fill the batch.")
     overlong_filter: bool = Field(False, description="mask samples that hit max_new_tokens out of the loss.")
+    accuracy_band: tuple[float, float] | None = Field(
+        None,
+        description="[low, high]: keep only prompts whose sampled accuracy (the eval.reward score, mean over the group) lies in the band, inclusive, refilling as dynamic sampling does (max_sampling_rounds); logs sampling/below_band and sampling/above_band. SwS skips prompts outside [0.1, 0.9]; Phi-4-Mini-Reasoning drops those above 0.5. None = off.",
+    )
+
+    @field_validator("accuracy_band")
+    @classmethod
+    def _ordered_band(cls, band: tuple[float, float] | None) -> tuple[float, float] | None:
+        if band is not None and not 0.0 <= band[0] <= band[1] <= 1.0:
+            raise ValueError(f"expected [low, high] with 0 <= low <= high <= 1, got {list(band)}")
+        return band
 
     # the allowed names come from the registries, so a new estimator needs no edit here
     @field_validator("advantage")

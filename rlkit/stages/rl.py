@@ -16,7 +16,7 @@ from rlkit.algos.advantage_estimators import ADVANTAGE_ESTIMATORS, AdvantageInpu
 from rlkit.algos.advantages import token_rewards
 from rlkit.algos.kl import kl_estimate
 from rlkit.algos.rl_objective import make_policy_loss
-from rlkit.algos.sampling import groups_with_signal, overlong_mask
+from rlkit.algos.sampling import band_counts, groups_in_band, groups_with_signal, overlong_mask
 from rlkit.algos.value_loss import explained_variance
 from rlkit.config import AlgorithmConfig, RLStage, RolloutConfig, RunConfig
 from rlkit.data import PromptStream, load_samples
@@ -145,17 +145,38 @@ def join_rollouts(a: Rollouts, b: Rollouts) -> Rollouts:
     )
 
 
+def accuracy_scores(rollouts: Rollouts, accuracy_reward: str) -> torch.Tensor:
+    """[B] the accuracy reward's scores (the weighted total when that reward is not among the recipe's)."""
+    scores = rollouts.per_reward.get(accuracy_reward)
+    return rollouts.reward if scores is None else torch.tensor(scores, dtype=torch.float)
+
+
+def group_filter(alg: AlgorithmConfig, n: int, accuracy_reward: str) -> Callable[[Rollouts], torch.Tensor]:
+    """Which groups a step keeps: DAPO's groups whose rewards differ, and those in the accuracy band."""
+
+    def keep(rollouts: Rollouts) -> torch.Tensor:
+        mask = torch.ones(len(rollouts.completions) // n, dtype=torch.bool)
+        if alg.dynamic_sampling:
+            mask &= groups_with_signal(rollouts.reward, n)
+        if alg.accuracy_band is not None:
+            mask &= groups_in_band(accuracy_scores(rollouts, accuracy_reward), n, *alg.accuracy_band)
+        return mask
+
+    return keep
+
+
 def dynamic_sampling(
-    parts: RLParts, rollout: RolloutConfig, alg: AlgorithmConfig, first: Rollouts, more_prompts, want_groups: int, seed: int  # noqa: ANN001
+    parts: RLParts, rollout: RolloutConfig, alg: AlgorithmConfig, first: Rollouts, more_prompts, want_groups: int, seed: int,  # noqa: ANN001
+    keep: Callable[[Rollouts], torch.Tensor],
 ) -> tuple[Rollouts, Rollouts]:
-    """DAPO: keep only groups whose rewards differ; sample more prompts until `want_groups` are kept or
-    `max_sampling_rounds` rounds ran. Returns (kept rollouts, everything sampled, for the metrics)."""
+    """Keep only the groups `keep` passes (DAPO: rewards that differ; an accuracy band); sample more prompts
+    until `want_groups` are kept or `max_sampling_rounds` rounds ran. Returns (kept, everything sampled)."""
     seen = first
-    kept = keep_groups(first, groups_with_signal(first.reward, rollout.n), rollout.n)
+    kept = keep_groups(first, keep(first), rollout.n)
     while len(kept.completions) < want_groups * rollout.n and seen.rounds < alg.max_sampling_rounds and more_prompts:
         fresh = generate_and_score(parts, rollout, more_prompts(want_groups), seed + ROUND_SEED_STRIDE * seen.rounds)
         seen = join_rollouts(seen, fresh)
-        kept = join_rollouts(kept, keep_groups(fresh, groups_with_signal(fresh.reward, rollout.n), rollout.n))
+        kept = join_rollouts(kept, keep_groups(fresh, keep(fresh), rollout.n))
     kept = keep_groups(kept, torch.arange(len(kept.completions) // rollout.n) < want_groups, rollout.n)
     return kept, seen
 
@@ -196,13 +217,17 @@ def rl_step(
 
     # 1. generate n samples per prompt, and 2. score them with the recipe's rewards
     rollouts = seen = generate_and_score(parts, rollout, prompts, seed)
-    if alg.dynamic_sampling and not alg.entropy_only:
-        rollouts, seen = dynamic_sampling(parts, rollout, alg, rollouts, more_prompts, len(prompts), seed)
+    if (alg.dynamic_sampling or alg.accuracy_band is not None) and not alg.entropy_only:
+        keep = group_filter(alg, rollout.n, accuracy_reward)
+        rollouts, seen = dynamic_sampling(parts, rollout, alg, rollouts, more_prompts, len(prompts), seed, keep)
     lap("generate")
     if on_sampled is not None:
         on_sampled(seen)
     completions, reward = rollouts.completions, rollouts.reward
     metrics = rollout_metrics(seen, accuracy_reward)
+    if alg.accuracy_band is not None:
+        below, above = band_counts(accuracy_scores(seen, accuracy_reward), rollout.n, *alg.accuracy_band)
+        metrics.update({"sampling/below_band": float(below), "sampling/above_band": float(above)})
     if not completions:  # dynamic sampling found no group with a signal: nothing to learn from
         return {**metrics, **timings, "sampling/kept_groups": 0.0, "sampling/rounds": float(seen.rounds)}
 
