@@ -23,6 +23,7 @@ from typing import Any
 from rlkit.config import dump_config, load_config
 from rlkit.data import load_samples
 from rlkit.runner import run_recipe
+from rlkit.world.categories import parse_problem
 
 
 def baserl_twin(run_dir: Path) -> Path:
@@ -46,6 +47,11 @@ def baserl_twin(run_dir: Path) -> Path:
     return twin
 
 
+def answer_of(problem: str) -> int:
+    category, operands = parse_problem(problem)
+    return category.answer(operands)
+
+
 def compare(run_dir: Path, weak_category: str) -> dict[str, Any]:
     run_dir = Path(run_dir)
     config = load_config(run_dir / "config.yaml")
@@ -58,6 +64,8 @@ def compare(run_dir: Path, weak_category: str) -> dict[str, Any]:
     steps = run_dir / "stages" / str(synth.name) / "synth" / "steps" / "weaknesses.jsonl"
     weak = Counter(row["category"] for line in steps.read_text().splitlines() for row in json.loads(line)["rows"])
     funnel = json.loads((steps.parent.parent / "funnel.json").read_text())
+    new = [json.loads(line) for line in (steps.parent.parent / "synthetic.jsonl").read_text().splitlines()]
+    labels_right = sum(row["answer"] == str(answer_of(row["problem"])) for row in new)
 
     def accuracy(stages: dict[str, Any], stage: str, category: str) -> float:
         return stages[stage]["eval"]["accuracy" if category == "all" else f"accuracy/{category}"]
@@ -70,7 +78,8 @@ def compare(run_dir: Path, weak_category: str) -> dict[str, Any]:
         se = math.sqrt(a * (1 - a) / n + b * (1 - b) / n)  # of a difference of two accuracies on n problems (unpaired: conservative)
         rows[category] = {"problems": n, "start": start, "sws": a, "baserl": b, "sws_minus_baserl": a - b, "se": se}
     result = {"weak_category": weak_category, "weaknesses": dict(weak), "weak_share": weak[weak_category] / max(1, sum(weak.values())),
-              "funnel": funnel["funnel"], "accuracy": rows}
+              "funnel": funnel["funnel"], "lost": funnel["counts"], "new_by_category": dict(Counter(r["category"] for r in new)),
+              "labels_right": labels_right, "accuracy": rows}
     (run_dir.parent / f"{run_dir.name}_compare.json").write_text(json.dumps(result, indent=1))
     return result
 
@@ -78,6 +87,8 @@ def compare(run_dir: Path, weak_category: str) -> dict[str, Any]:
 def print_result(result: dict[str, Any]) -> None:
     print(f"weaknesses by category: {result['weaknesses']} ({result['weak_share']:.0%} in '{result['weak_category']}')")
     print("funnel: " + " -> ".join(f"{k} {v}" for k, v in result["funnel"].items()))
+    print(f"lost per step: {result['lost']}")
+    print(f"new problems by category: {result['new_by_category']}; majority labels right: {result['labels_right']}")
     print("| category | problems | start | BaseRL | SwS | SwS - BaseRL (SE) |")
     print("| --- | --- | --- | --- | --- | --- |")
     for category, r in result["accuracy"].items():
