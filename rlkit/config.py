@@ -12,12 +12,13 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
 
 from rlkit.algos.advantage_estimators import ADVANTAGE_ESTIMATORS
 from rlkit.algos.kl import KL_ESTIMATORS
 from rlkit.algos.loss_aggregation import LOSS_AGGREGATIONS
 from rlkit.errors import ConfigError
+from rlkit.plugins import import_function, is_target
 from rlkit.world.categories import DEFAULT_MIX, check_mix
 
 
@@ -38,7 +39,8 @@ class ModelConfig(Section):
 class DataConfig(Section):
     source: str = Field(
         "tiny:arithmetic",
-        description="'tiny:arithmetic', a .jsonl/.parquet file (relative to where rlkit runs), or 'hf:<dataset id>'.",
+        description="'tiny:arithmetic', a .jsonl/.parquet file (relative to where rlkit runs), 'hf:<dataset id>', or a loader "
+        "'file.py:fn' / 'pkg.module:fn' called with split= that returns row dicts (examples/custom_dataset.py).",
     )
     split: Literal["train", "test"] = Field("train", description="tiny-world and hf: split; a file is used whole.")
     limit: int | None = Field(None, ge=1, description="use only the first N rows (of those `ids` picks, when given); None = all.")
@@ -118,7 +120,7 @@ class GeneratorConfig(Section):
     api_key_env: str | None = Field(None, description="openai: name of the environment variable holding the API key (the key itself is never written to config or logs); None sends no key.")
     api: Literal["chat", "completions"] = Field("chat", description="openai: /chat/completions (chat messages; a text prompt becomes one user message) or /completions (text prompts).")
     concurrency: int = Field(8, ge=1, description="openai: requests in flight at once.")
-    retries: int = Field(3, ge=0, description="openai: retries of a failed request (connection error, timeout, 408/429/5xx) before it is recorded as failed and skipped.")
+    retries: int = Field(3, ge=0, description="openai: retries of a failed request (connection error, timeout, 408/409/429/5xx) before it is recorded as failed and skipped.")
     backoff: float = Field(1.0, ge=0, description="openai: seconds before the first retry; doubled for each further retry.")
     timeout: float = Field(120.0, gt=0, description="openai: seconds per request.")
     slip_rate: float = Field(0.05, ge=0.0, le=1.0, description="tiny_teacher: probability that a column line slips, times the problem's difficulty.")
@@ -159,6 +161,29 @@ class RayConfig(Section):
 class CheckpointConfig(Section):
     every: int = Field(50, ge=1, description="save a resumable checkpoint every N steps of a stage.")
     keep: int = Field(2, ge=1, description="number of step checkpoints kept per stage (deleted when the stage's output is saved).")
+
+
+class LoggingConfig(Section):
+    backends: list[Literal["jsonl", "tensorboard", "wandb"]] = Field(
+        default_factory=list,
+        description="experiment trackers that get every metrics.jsonl line (which is always written): tensorboard "
+        "(event files in <run>/tensorboard) and/or wandb (needs `pip install 'rlkit[tracking]'`).",
+    )
+    wandb_project: str = Field("rlkit", description="W&B project the run is logged to.")
+    wandb_mode: Literal["online", "offline"] | None = Field(
+        None, description="W&B mode; offline writes <run>/wandb/offline-run-* for `wandb sync` later. None: W&B's own default (WANDB_MODE, else online).",
+    )
+
+    @field_validator("backends")
+    @classmethod
+    def _installed(cls, backends: list[str]) -> list[str]:
+        """A tracker that is not installed fails when the recipe loads, not after the first stage."""
+        import importlib.util
+
+        for name in backends:
+            if name != "jsonl" and importlib.util.find_spec(name) is None:
+                raise ValueError(f"the '{name}' backend needs the '{name}' package, which is not installed: pip install 'rlkit[tracking]'")
+        return backends
 
 
 class EvalConfig(Section):
@@ -342,6 +367,7 @@ class RunConfig(Section):
     learner: LearnerConfig = Field(default_factory=LearnerConfig, description="the learner: backend, micro-batches, LoRA.")
     ray: RayConfig = Field(default_factory=RayConfig, description="placement under runtime: ray.")
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig, description="resumable step checkpoints.")
+    logging: LoggingConfig = Field(default_factory=LoggingConfig, description="experiment tracking besides metrics.jsonl.")
     eval: EvalConfig = Field(default_factory=EvalConfig, description="held-out accuracy and benchmarks, during and after training.")
     stages: list[Stage] = Field(..., min_length=1, description="the stages, run in order; each continues from the model the last one left.")
 
@@ -510,6 +536,12 @@ def _check_data(data: DataConfig, key: str, base: Path) -> None:
         if src.startswith("tiny:") and src != "tiny:arithmetic":
             raise ConfigError(f"key '{key}.source': unknown tiny-world task '{src}' (expected tiny:arithmetic)")
         return
+    if is_target(src):
+        try:
+            import_function(src, "loader")
+        except ConfigError as err:
+            raise ConfigError(f"key '{key}.source': {err}") from None
+        return
     if not Path(src).expanduser().exists():
         raise ConfigError(f"key '{key}.source': file not found: {src}")
 
@@ -527,9 +559,10 @@ def check_files(config: RunConfig, base: Path) -> None:
             resolve_benchmarks(config.eval.benchmarks, config.eval.data_dir)
         except ConfigError as err:
             raise ConfigError(f"key 'eval.benchmarks': {err}") from None
-    model = config.model.path
-    if model != "tiny" and (model.startswith((".", "/", "~")) or model.endswith("/")) and not Path(model).expanduser().exists():
-        raise ConfigError(f"key 'model.path': directory not found: {model}")
+    from rlkit.files import missing_model_dir
+
+    if (problem := missing_model_dir(config.model.path)) is not None:
+        raise ConfigError(f"key 'model.path': {problem}")
     check_rewards(config)
 
 
@@ -571,12 +604,14 @@ def explain(config: RunConfig, key: str) -> str:
             known = ", ".join(fields) or "none (not a section)"
             raise ConfigError(f"--explain {key}: no key '{part}' in {where} (keys: {known})")
         info, node = fields[part], getattr(node, part)
-    default = "required" if info.is_required() else repr(info.get_default(call_default_factory=True))
-    if isinstance(info.get_default(call_default_factory=True), BaseModel):
-        default = "its section's defaults"
-    value = node.model_dump(mode="json") if isinstance(node, BaseModel) else node
-    shown = yaml.safe_dump(value, sort_keys=False, default_flow_style=True).strip().removesuffix("...").strip()
-    return f"{key}: {info.description}\n  default: {default}\n  this recipe: {shown}"
+    default = "required" if info.is_required() else _inline_yaml(info.get_default(call_default_factory=True))
+    return f"{key}: {info.description}\n  default: {default}\n  this recipe: {_inline_yaml(node)}"
+
+
+def _inline_yaml(value: Any) -> str:
+    """A value as it would be written in a recipe, on one line."""
+    plain = TypeAdapter(Any).dump_python(value, mode="json")  # sections and lists of them become dicts
+    return yaml.safe_dump(plain, sort_keys=False, default_flow_style=True, width=10**6).strip().removesuffix("...").strip()
 
 
 def dump_config(config: RunConfig) -> str:

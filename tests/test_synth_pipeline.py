@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from rlkit.config import GeneratorConfig, SynthConfig
-from rlkit.generation.base import build_generator
+from rlkit.generation import build_generator
 from rlkit.synth.asking import load_template
 from rlkit.synth.pipeline import Backends, run_pipeline
 from rlkit.synth.problems import format_concepts

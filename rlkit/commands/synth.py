@@ -57,7 +57,7 @@ def load_run_config(run_dir: Path, overrides: list[str], stage_name: str | None)
 def main(args: argparse.Namespace) -> int:
     from rlkit.config import GeneratorConfig
     from rlkit.errors import ConfigError
-    from rlkit.generation.base import build_generator
+    from rlkit.generation import build_generator
     from rlkit.stages.synthesize import synthesize
 
     config, stage = load_run_config(args.run_dir, list(args.overrides), args.stage)

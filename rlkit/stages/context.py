@@ -1,10 +1,11 @@
 """What every stage shares: the run directory, the policy, metrics, evaluation, and the step loop
-with checkpoints, resume and a clean stop on SIGINT."""
+with checkpoints, resume and a clean stop on SIGINT or SIGTERM."""
 
 from __future__ import annotations
 
 import json
 import shutil
+import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from rlkit.checkpoint import atomic_dir, atomic_write_text, latest_checkpoint, load_checkpoint, save_checkpoint
+from rlkit.checkpoint import atomic_dir, atomic_write_text, load_newest_intact, save_checkpoint
 from rlkit.config import RunConfig, StageBase
 from rlkit.data import PromptStream
 from rlkit.eval.evaluate import evaluate_accuracy
@@ -23,15 +24,34 @@ from rlkit.scoring.pool import RewardPool
 
 if TYPE_CHECKING:
     from rlkit.eval.periodic import BenchmarkEvaluator
+    from rlkit.learner.base import Learner
+    from rlkit.runtime.groups import RemoteRewardPool
     from rlkit.runtime.ray_runtime import RayRuntime
 
 
-class Interrupted(Exception):
-    """Raised after a SIGINT once the current step's checkpoint is saved."""
+STEP_SEED_STRIDE = 100003  # a prime larger than any stage's step count: runs with different seeds never share a step's seed
 
-    def __init__(self, stage: str, step: int, checkpoint: Path):
+
+def step_seed(run_seed: int, step: int) -> int:
+    """The sampling seed of a stage's step `step` (1-based) in a run seeded `run_seed`."""
+    return run_seed * STEP_SEED_STRIDE + step
+
+
+class Interrupted(Exception):
+    """Raised after a SIGINT or SIGTERM once the current step's checkpoint is saved."""
+
+    def __init__(self, stage: str, step: int, checkpoint: Path, signum: int = signal.SIGINT):
         super().__init__(f"interrupted in stage '{stage}' after step {step}; checkpoint saved to {checkpoint}")
-        self.checkpoint = checkpoint
+        self.checkpoint, self.signum = checkpoint, signum
+
+
+class Aborted(BaseException):
+    """A second stop signal: the run stops at once, without a checkpoint (a BaseException, like
+    KeyboardInterrupt, so no `except Exception` on the way swallows it)."""
+
+    def __init__(self, signum: int):
+        super().__init__(f"stopped at once by a second {signal.Signals(signum).name}; the last checkpoint saved is kept")
+        self.signum = signum
 
 
 @dataclass
@@ -44,7 +64,7 @@ class StageContext:
     resume: bool = False
     metrics: MetricsLog = field(init=False)
     summary: dict[str, Any] = field(init=False)
-    stop_requested: bool = False
+    stop_signal: int = 0  # the signal (SIGINT, SIGTERM) that asked the stage loop to stop; 0: none
     eval_samples: list[dict[str, Any]] = field(default_factory=list)
     eval_scorer: RewardPool | None = None
     engine: RolloutEngine | None = None
@@ -79,7 +99,7 @@ class StageContext:
         return result
 
     # Where the parts of a stage live: in this process, or (runtime: ray) behind the same seams on Ray actors.
-    def build_learner(self, stage: StageBase):  # noqa: ANN201 - a Learner
+    def build_learner(self, stage: StageBase) -> Learner:
         if self.runtime is not None:
             return self.runtime.build_learner(self, stage)
         from rlkit.learner import build_learner
@@ -95,12 +115,12 @@ class StageContext:
 
         return build_engine(self.config, self.model, self.tokenizer)
 
-    def build_scorer(self):  # noqa: ANN201 - a RewardPool
+    def build_scorer(self) -> RewardPool | RemoteRewardPool:
         if self.runtime is not None:
             return self.runtime.build_scorer(self)
         return RewardPool(self.config.rewards, self.config.reward.workers, self.config.reward.timeout)
 
-    def publish_policy(self, learner) -> None:  # noqa: ANN001
+    def publish_policy(self, learner: Learner) -> None:
         """Copy the learner's weights into the stage's model (saved as the stage output) and the engine.
 
         Free when they share tensors (local runtime, full fine-tuning); needed when the learner
@@ -136,9 +156,9 @@ def run_steps(
     """The stage loop: resume, step, log, evaluate, checkpoint, stop cleanly when asked."""
     stage_dir = ctx.stage_dir(stage)
     start = 0
-    checkpoint = latest_checkpoint(stage_dir) if ctx.resume else None
-    if checkpoint is not None:
-        state = load_checkpoint(checkpoint, learner)
+    loaded = load_newest_intact(stage_dir, learner) if ctx.resume else None
+    if loaded is not None:
+        checkpoint, state = loaded
         start, stream.position = state["step"], state["data_position"]
         ctx.metrics.truncate_after(str(stage.name), start)
         Ledger(ctx.run_dir).truncate_after(str(stage.name), start)  # the rl stage's per-problem rows, by the same rule
@@ -155,10 +175,10 @@ def run_steps(
                 record.update({f"eval/{k}": v for k, v in ctx.evaluate().items()})
             ctx.metrics.write(record)
             progress.update(step, {label: record[key] for label, key in status_keys.items() if key in record})
-            if step % ctx.config.checkpoint.every == 0 or ctx.stop_requested:
+            if step % ctx.config.checkpoint.every == 0 or ctx.stop_signal:
                 saved = save_checkpoint(stage_dir, step, learner, {"data_position": stream.position}, ctx.config.checkpoint.keep)
-                if ctx.stop_requested:
-                    raise Interrupted(str(stage.name), step, saved)
+                if ctx.stop_signal:
+                    raise Interrupted(str(stage.name), step, saved, ctx.stop_signal)
         ctx.publish_policy(learner)  # the stage's output and its final eval see the trained weights
     finally:
         progress.close()

@@ -28,12 +28,11 @@ from rlkit.models import encode_prompt
 from rlkit.rollout.base import Completion, RolloutEngine, SamplingParams
 from rlkit.scoring.pool import RewardPool
 from rlkit.scoring.registry import check_samples
-from rlkit.stages.context import StageContext, run_steps
+from rlkit.stages.context import StageContext, run_steps, step_seed
 from rlkit.stages.synthesize import synthetic_samples
 
-# Sampling seeds: step t of a run with seed s samples with s * STEP_SEED_STRIDE + t, and dynamic sampling's
-# round r of that step adds r * ROUND_SEED_STRIDE; both primes, so runs, steps and rounds draw apart.
-STEP_SEED_STRIDE = 100003
+# Dynamic sampling's round r of a step samples with the step's seed (`step_seed`) + r * ROUND_SEED_STRIDE,
+# a prime, so the rounds of a step draw different samples.
 ROUND_SEED_STRIDE = 7919
 
 
@@ -332,7 +331,7 @@ def run_rl(ctx: StageContext, stage: RLStage) -> None:
     def step_fn(step: int) -> dict[str, float]:
         first = stream.position  # the ledger's epochs: where each sampled prompt sat in the stream
         return rl_step(parts, stage, ctx.config.rollout, stream.take(stage.batch_size),
-                       seed=ctx.config.seed * STEP_SEED_STRIDE + step, accuracy_reward=accuracy_reward,
+                       seed=step_seed(ctx.config.seed, step), accuracy_reward=accuracy_reward,
                        more_prompts=stream.take, step=step,
                        on_sampled=lambda seen: ledger.record_rollouts(str(stage.name), step, seen, first, len(samples),
                                                                       ctx.config.rollout.n, accuracy_reward))

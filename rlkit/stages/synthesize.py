@@ -19,7 +19,7 @@ from typing import Any
 from rlkit.config import DataConfig, RLStage, SynthesizeStage
 from rlkit.data import load_samples
 from rlkit.errors import DataError
-from rlkit.generation.base import build_generator
+from rlkit.generation import build_generator
 from rlkit.generation.local import LocalEngineGenerator
 from rlkit.ledger import accuracy_history
 from rlkit.stages.context import StageContext
