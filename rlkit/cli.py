@@ -24,7 +24,7 @@ SUMMARIES = {
     "bench": "time the reference GRPO step for rlkit and TRL",
     "generate": "sample n completions per problem from a backend, score and keep them",
     "select": "rank a run's problems by their training accuracy history (the ledger)",
-    "synth": "run SwS problem synthesis on a finished run (weaknesses -> new problems)",
+    "synth": "run SwS problem synthesis on a finished run",
 }
 
 
