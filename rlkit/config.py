@@ -140,7 +140,12 @@ class LoraConfig(Section):
 
 class LearnerConfig(Section):
     backend: Literal["torch", "deepspeed"] = Field("torch", description="torch = one process; deepspeed = ZeRO over several GPUs (deepspeed extra).")
-    micro_batch_size: int = Field(64, ge=1, description="sequences per forward/backward pass; gradients accumulate over a step's micro-batches.")
+    micro_batch_size: int = Field(64, ge=1, description="sequences per forward/backward pass (when micro_batch_tokens is 0); gradients accumulate over a step's micro-batches.")
+    micro_batch_tokens: int = Field(
+        0, ge=0,
+        description="torch learner: real tokens per forward/backward pass; sequences are sorted by length and packed into rows "
+                    "(position ids keep them apart), so padding costs nothing. 0 = micro_batch_size padded rows.",
+    )
     max_grad_norm: float = Field(1.0, gt=0, description="clip the gradient's global L2 norm to this before each optimizer step.")
     weight_decay: float = Field(0.0, description="AdamW weight decay.")
     gradient_checkpointing: bool = Field(False, description="recompute activations in backward: less memory, more compute.")
@@ -386,6 +391,9 @@ class RunConfig(Section):
     def _check_algorithms(self) -> RunConfig:
         """Combinations the schema cannot express one field at a time, checked when the recipe loads
         (not when the RL stage starts, after the stages before it have trained)."""
+        if self.learner.micro_batch_tokens and self.learner.backend != "torch":
+            raise ValueError("key 'learner.micro_batch_tokens': packed token-budget micro-batches need learner.backend: torch; "
+                             "the deepspeed learner takes learner.micro_batch_size rows (set micro_batch_tokens: 0)")
         for stage in self.stages:
             if not isinstance(stage, RLStage):
                 continue
