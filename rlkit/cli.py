@@ -21,7 +21,7 @@ SUMMARIES = {
     "reward": "check reward functions",
     "eval": "evaluate a model on math benchmarks",
     "plot": "plot a run's training curves",
-    "bench": "time the reference GRPO step for rlkit and TRL",
+    "bench": "time one GRPO step for rlkit and TRL on a workload preset",
     "generate": "sample n completions per problem from a backend, score and keep them",
     "select": "rank a run's problems by their training accuracy history (the ledger)",
     "synth": "run SwS problem synthesis on a finished run",
