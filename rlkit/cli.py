@@ -13,7 +13,7 @@ import sys
 
 from rlkit.errors import RlkitError
 
-COMMANDS = ["run", "reward", "eval", "plot", "bench", "generate", "select"]
+COMMANDS = ["run", "reward", "eval", "plot", "bench", "generate", "select", "synth"]
 # What `rlkit --help` shows for each, so that listing the commands imports none of them (start-up stays
 # well under a second; a command's own module, and whatever heavy library it needs, loads only when run).
 SUMMARIES = {
@@ -24,6 +24,7 @@ SUMMARIES = {
     "bench": "time one GRPO step for rlkit and TRL on a workload preset",
     "generate": "sample n completions per problem from a backend, score and keep them",
     "select": "rank a run's problems by their training accuracy history (the ledger)",
+    "synth": "run SwS problem synthesis on a finished run",
 }
 
 

@@ -57,6 +57,9 @@ class DataConfig(Section):
         0.0, ge=0.0, le=1.0,
         description="tiny world: fraction of teacher traces that end 'The answer is N.' instead of \\boxed{N} (a format habit for RL to remove).",
     )
+    synthetic_from: str | None = Field(
+        None, description="name of an earlier synthesize stage whose new problems are added to these rows (SwS's augmented RL); None = none.",
+    )
     mix: dict[str, float] = Field(
         default_factory=lambda: dict(DEFAULT_MIX),
         description="tiny world: weight of each problem category (add2, add3, sub, mul1); a small weight makes a weak category on purpose. The default is the original world.",
@@ -292,7 +295,68 @@ class RolloutDPOStage(DPOStage):
     pairs_per_prompt: int = Field(1, ge=1, description="at most this many pairs per prompt.")
 
 
-Stage = Annotated[SFTStage | RLStage | DPOStage | RolloutDPOStage, Field(discriminator="type")]
+class SynthConfig(Section):
+    """SwS's synthesis pipeline (synth/pipeline.py). Paper: arXiv 2506.08989, section 3; "rlkit" marks values the paper does not give."""
+
+    threshold: float = Field(0.5, ge=0.0, le=1.0, description="a weakness never reaches this training accuracy in any epoch (paper: 0.5).")
+    max_slope: float = Field(0.0, description="and its accuracy slope over epochs is below this (paper: negative, i.e. < 0).")
+    budget: int = Field(1000, ge=0, description="concept combinations to write problems from, split over categories by failure rate (paper, 7B: ~1M; rlkit default 1000).")
+    combination_size: int = Field(5, ge=1, description="concepts per combination (paper: 5).")
+    combination_temperature: float = Field(0.2, gt=0.0, description="softmax temperature of concept sampling (paper: 0.2).")
+    levels: list[str] = Field(
+        default_factory=lambda: ["AMC 10", "AMC 12", "AIME", "HMMT", "USAMO", "IMO"],
+        min_length=1, description="target difficulty levels, one drawn at random per combination (paper's examples: AMC12, HMMT, AIME, USAMO).",
+    )
+    embedding_model: str | None = Field(
+        None, description="HF id or path whose mean-pooled hidden states embed concepts for sampling; None = co-occurrence only.",
+    )
+    concepts_template: str = Field("concepts", description="prompt file for concept extraction: a name in synth/templates/ or a path.")
+    problem_template: str = Field("problem", description="prompt file for writing a problem (rationale, then problem).")
+    rating_template: str = Field("rating", description="prompt file for the quality raters (ends with a rating word).")
+    solve_template: str = Field("solve", description="prompt file for the answer model.")
+    problem_temperature: float = Field(0.6, ge=0.0, description="sampling temperature of the problem writer (paper: 0.6).")
+    problem_max_tokens: int = Field(4096, ge=1, description="token limit of the problem writer (paper: 4,096).")
+    answer_samples: int = Field(8, ge=1, description="answer-model samples per problem (paper: 8).")
+    answer_temperature: float = Field(0.6, ge=0.0, description="answer-model sampling temperature (rlkit: the paper does not say).")
+    answer_max_tokens: int = Field(8192, ge=1, description="answer-model token limit (rlkit: the paper does not say).")
+    answer_min_share: float = Field(0.5, gt=0.0, le=1.0, description="keep a problem if its majority answer holds at least this share of the samples (paper: half).")
+    difficulty_samples: int = Field(8, ge=1, description="policy samples per problem for the difficulty filter (paper: 8).")
+    difficulty_band: tuple[float, float] = Field((0.25, 0.75), description="keep problems whose policy accuracy lies in [low, high] (paper: [0.25, 0.75]).")
+    ngram: int = Field(13, ge=1, description="word n-gram length of deduplication and decontamination (rlkit: the paper gives no rule).")
+    overlap_threshold: float = Field(0.5, gt=0.0, le=1.0, description="drop a problem when this share of its n-grams occurs in the train set, a benchmark or an earlier new problem (rlkit).")
+    decontaminate_dir: str | None = Field("../shared/data/math", description="every .jsonl here is a benchmark to decontaminate against; None = none.")
+    retries: int = Field(2, ge=0, description="re-asks of a backend for an item whose text did not parse or whose request failed, before it is counted and skipped.")
+    chunk_size: int = Field(64, ge=1, description="items per backend call; each finished chunk is written at once, so a rerun resumes after it.")
+    seed: int | None = Field(None, description="seed of concept sampling; None = the run's seed.")
+    category_field: str = Field("category", description="the row field that holds a problem's category (SwS: Algebra, Geometry, ...); rows without it count as 'uncategorized'.")
+
+
+class SynthesizeStage(Section):
+    """SwS between two rl stages: the earlier one's ledger and model in, new problems out (rlkit/stages/synthesize.py)."""
+
+    type: Literal["synthesize"] = Field(description="SwS: weaknesses of the rl stage before it -> new problems for the rl stage after it.")
+    name: str | None = Field(None, description="defaults to 'synthesize'; a later rl stage names it in `data.synthetic_from`.")
+    source: str | None = Field(None, description="the rl stage whose ledger, data and model are read; None = the last rl stage before this one.")
+    concepts: GeneratorConfig = Field(
+        default_factory=lambda: GeneratorConfig(backend="tiny_concepts"),
+        description="the instruct model that lists each weak problem's concepts (paper: Llama-3.3-70B-Instruct, temperature 0).",
+    )
+    writer: GeneratorConfig = Field(
+        default_factory=lambda: GeneratorConfig(backend="tiny_writer"),
+        description="the instruct model that writes a rationale, then a problem, per concept combination (paper: Llama-3.3-70B-Instruct).",
+    )
+    raters: list[GeneratorConfig] = Field(
+        default_factory=lambda: [GeneratorConfig(backend="tiny_rater_strict"), GeneratorConfig(backend="tiny_rater_lenient")],
+        min_length=1, description="the models that rate each problem bad / acceptable / perfect (paper: two).",
+    )
+    solver: GeneratorConfig = Field(
+        default_factory=lambda: GeneratorConfig(backend="tiny_teacher"),
+        description="the reasoning model whose majority answer of `synth.answer_samples` labels a problem (paper: Skywork-OR1-Math-7B; QwQ-32B for 32B).",
+    )
+    synth: SynthConfig = Field(default_factory=SynthConfig, description="the pipeline's steps and filters.")
+
+
+Stage = Annotated[SFTStage | RLStage | DPOStage | RolloutDPOStage | SynthesizeStage, Field(discriminator="type")]
 
 
 class RunConfig(Section):
@@ -341,6 +405,25 @@ class RunConfig(Section):
                                  f"expected n >= 2, got {self.rollout.n}")
             if alg.kl_in_reward and alg.kl_coef <= 0:
                 raise ValueError(f"key '{key}.kl_in_reward': needs {key}.kl_coef > 0")
+        return self
+
+    @model_validator(mode="after")
+    def _synthesis_wiring(self) -> RunConfig:
+        """A synthesize stage reads an earlier rl stage; `data.synthetic_from` names an earlier synthesize stage."""
+        kinds: dict[str, str] = {}
+        for stage in self.stages:
+            if isinstance(stage, SynthesizeStage):
+                rl_before = [name for name, kind in kinds.items() if kind == "rl"]
+                if stage.source is None and not rl_before:
+                    raise ValueError(f"stage '{stage.name}': a synthesize stage needs an rl stage before it (its ledger and model)")
+                if stage.source is not None and kinds.get(stage.source) != "rl":
+                    raise ValueError(f"key '{stage.name}.source': '{stage.source}' is not an rl stage before it (rl stages before: {rl_before or 'none'})")
+                stage.source = stage.source or rl_before[-1]
+            elif stage.data.synthetic_from is not None and kinds.get(stage.data.synthetic_from) != "synthesize":
+                raise ValueError(
+                    f"key '{stage.name}.data.synthetic_from': '{stage.data.synthetic_from}' is not a synthesize stage before it"
+                )
+            kinds[str(stage.name)] = stage.type
         return self
 
     def stage(self, name: str) -> StageBase:
@@ -442,13 +525,17 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConf
     for text in overrides or []:
         parts, value = parse_override(text)
         apply_override(raw, parts, value, text)
-    source = f"{path}" + (" (with overrides)" if overrides else "")
-    try:
-        config = RunConfig.model_validate(raw)
-    except ValidationError as err:
-        raise ConfigError(_format_validation_error(err, source, raw)) from None
+    config = validate_config(raw, f"{path}" + (" (with overrides)" if overrides else ""))
     check_files(config, base=path.parent)
     return config
+
+
+def validate_config(raw: dict[str, Any], source: str) -> RunConfig:
+    """A raw recipe dict as a RunConfig; a ConfigError naming `source` and the key otherwise."""
+    try:
+        return RunConfig.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(_format_validation_error(err, source, raw)) from None
 
 
 def _check_data(data: DataConfig, key: str, base: Path) -> None:
@@ -470,7 +557,8 @@ def _check_data(data: DataConfig, key: str, base: Path) -> None:
 def check_files(config: RunConfig, base: Path) -> None:
     """Missing files are config errors, found before any model is built."""
     for stage in config.stages:
-        _check_data(stage.data, f"{stage.name}.data", base)
+        if isinstance(stage, StageBase):  # a synthesize stage reads the data of the rl stage before it
+            _check_data(stage.data, f"{stage.name}.data", base)
     _check_data(config.eval.data, "eval.data", base)
     if config.eval.benchmarks:  # names and files, before any model is built
         from rlkit.eval.benchmarks import resolve_benchmarks

@@ -7,6 +7,7 @@ from __future__ import annotations
 # each import registers its backend
 import rlkit.generation.local
 import rlkit.generation.openai_server
+import rlkit.generation.tiny_sws
 import rlkit.generation.tiny_teacher  # noqa: F401
 from rlkit.config import GeneratorConfig
 from rlkit.errors import ConfigError

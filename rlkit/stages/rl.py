@@ -29,6 +29,7 @@ from rlkit.rollout.base import Completion, RolloutEngine, SamplingParams
 from rlkit.scoring.pool import RewardPool
 from rlkit.scoring.registry import check_samples
 from rlkit.stages.context import StageContext, run_steps, step_seed
+from rlkit.stages.synthesize import synthetic_samples
 
 # Dynamic sampling's round r of a step samples with the step's seed (`step_seed`) + r * ROUND_SEED_STRIDE,
 # a prime, so the rounds of a step draw different samples.
@@ -320,7 +321,7 @@ def rollout_metrics(rollouts: Rollouts, accuracy_reward: str) -> dict[str, float
 
 
 def run_rl(ctx: StageContext, stage: RLStage) -> None:
-    samples = load_samples(stage.data)
+    samples = load_samples(stage.data) + synthetic_samples(ctx.run_dir, stage.data)  # SwS: + the new problems
     check_samples(ctx.config.rewards, samples, stage.data.source)  # e.g. a row without a gold answer, before any step
     stream = PromptStream(samples, ctx.config.seed, stage.data.shuffle)
     parts = build_rl_parts(ctx.config, stage, ctx.model, ctx.tokenizer, ctx.device,

@@ -1,0 +1,45 @@
+"""The tiny-world SwS reproduction (slow): SwS against BaseRL for the same steps from the same model.
+
+Subtraction is rare in tiny_sws.yaml's training mix, so the policy is weak on it. The claim checked is
+the paper's, qualitatively: held-out accuracy on the weak category rises more with SwS than with
+BaseRL, by more than two standard errors, and overall held-out accuracy does not fall. The numbers
+measured on this project's CPU machine are in the README (section "SwS in the tiny world"): there the
+effect did NOT appear (weak category +0.017 +- 0.026, overall -0.080 against BaseRL), so this test fails
+on the current setup. It is the measurement, not tuned to pass.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import os
+from pathlib import Path
+
+import pytest
+
+from rlkit.config import load_config
+from rlkit.runner import run_recipe
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _compare_module():
+    spec = importlib.util.spec_from_file_location("sws_tiny_compare", REPO / "scripts" / "sws_tiny_compare.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.environ.get("RLKIT_SWS_TINY"), reason="about 30 min on 2 cores (over CI's budget); RLKIT_SWS_TINY=1 runs it")
+def test_sws_beats_baserl_on_the_weak_category(tmp_path):
+    compare = _compare_module()
+    run_dir = tmp_path / "tiny_sws"
+    run_recipe(load_config(REPO / "recipes" / "tiny" / "tiny_sws.yaml"), run_dir)
+    result = compare.compare(run_dir, "sub")
+    compare.print_result(result)
+    assert result["weak_share"] > 0.5  # the ledger's weaknesses fall mostly in the rare category
+    weak, overall = result["accuracy"]["sub"], result["accuracy"]["all"]
+    assert weak["sws_minus_baserl"] > 2 * weak["se"]
+    n, start, end = overall["problems"], overall["start"], overall["sws"]
+    assert end >= start - 2 * math.sqrt(start * (1 - start) / n + end * (1 - end) / n)  # overall does not fall
