@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator
 
+from rlkit.algos.schedules import linear_schedule
 from rlkit.errors import ConfigError
 
 
@@ -56,7 +57,40 @@ class SamplingConfig(Section):
     max_new_tokens: int = Field(64, ge=1)
 
 
+class TemperatureSchedule(Section):
+    """A linear rollout-temperature schedule (Phi-4-Mini-Reasoning: from 1.0 to 0.6 over the first half)."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, validate_by_name=True, validate_by_alias=True, serialize_by_alias=True)
+    start: float = Field(..., alias="from", ge=0.0, description="temperature at the stage's first step.")
+    end: float = Field(..., alias="to", ge=0.0, description="temperature once `over` of the stage's steps have passed, and after.")
+    over: float = Field(0.5, ge=0.0, le=1.0, description="fraction of the stage's steps over which it moves linearly from `from` to `to`.")
+
+
+def _temperature_kind(value: Any) -> str:
+    return "schedule" if isinstance(value, (dict, TemperatureSchedule)) else "constant"
+
+
+# a number or a schedule; the discriminator keeps a bad schedule's error about the schedule (not "not a number")
+Temperature = Annotated[
+    Annotated[Annotated[float, Field(ge=0.0)], Tag("constant")] | Annotated[TemperatureSchedule, Tag("schedule")],
+    Discriminator(_temperature_kind),
+]
+UNION_TAGS = ("constant", "schedule")  # left out of the dotted key an error names
+
+
 class RolloutConfig(SamplingConfig):
+    temperature: Temperature = Field(  # type: ignore[assignment]
+        1.0,
+        description="sampling temperature: a constant, or {from, to, over}: a linear schedule over the steps of each "
+        "rl and rollout_dpo stage (logged as rollout/temperature).",
+    )
+
+    def temperature_at(self, step: int, total_steps: int) -> float:
+        """The sampling temperature of 1-based `step` of a stage of `total_steps`."""
+        schedule = self.temperature
+        if isinstance(schedule, TemperatureSchedule):
+            return linear_schedule(schedule.start, schedule.end, schedule.over, step, total_steps)
+        return schedule
     engine: Literal["hf", "vllm"] = Field("hf", description="hf = transformers generate; vllm needs the gpu extra.")
     tensor_parallel_size: int = Field(1, ge=1)
     gpu_memory_utilization: float = Field(0.5, gt=0.0, le=1.0)
@@ -145,6 +179,11 @@ class AlgorithmConfig(Section):
     dynamic_sampling: bool = Field(False, description="DAPO: drop groups whose rewards are all equal.")
     max_sampling_rounds: int = Field(3, ge=1)
     overlong_filter: bool = Field(False, description="mask samples that hit max_new_tokens out of the loss.")
+    rebalance: bool = Field(
+        False,
+        description="Phi-4-Mini-Reasoning: per group keep every correct sample and as many random incorrect ones; "
+        "advantages over the kept samples (grpo, dr_grpo).",
+    )
 
 
 class StageBase(Section):
@@ -162,9 +201,21 @@ class SFTStage(StageBase):
     max_length: int = Field(256, ge=8)
 
 
+class LengthFilterConfig(Section):
+    samples: int = Field(8, ge=2, description="responses sampled per prompt with the stage's starting policy.")
+    max_spread: float = Field(
+        ..., gt=0.0, description="keep prompts whose response lengths' coefficient of variation (std / mean) is at most this."
+    )
+
+
 class RLStage(StageBase):
     type: Literal["rl"]
     algorithm: AlgorithmConfig = Field(default_factory=AlgorithmConfig)
+    length_filter: LengthFilterConfig | None = Field(
+        None,
+        description="Phi-4-Mini-Reasoning's prompt optimization: once before the stage, drop prompts whose sampled "
+        "response lengths vary more than max_spread (logged as length_filter/kept and /dropped at step 0).",
+    )
 
 
 class DPOStage(StageBase):
@@ -220,7 +271,7 @@ class RunConfig(Section):
 # --------------------------------------------------------------------------- loading
 def _error_key(loc: tuple, raw: dict[str, Any]) -> str:
     """Pydantic's location as the dotted key a user writes: stages are named, not numbered."""
-    parts = [str(p) for p in loc if not str(p).startswith("function-after")]
+    parts = [str(p) for p in loc if not str(p).startswith("function-after") and p not in UNION_TAGS]
     if len(parts) >= 2 and parts[0] == "stages" and parts[1].isdigit():
         index = int(parts[1])
         stages = raw.get("stages") or []
