@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, Validatio
 
 from rlkit.algos.schedules import linear_schedule
 from rlkit.errors import ConfigError
+from rlkit.world.categories import DEFAULT_MIX, check_mix
 
 
 class Section(BaseModel):
@@ -48,6 +49,16 @@ class DataConfig(Section):
         0.0, ge=0.0, le=1.0,
         description="tiny world: fraction of teacher traces that end 'The answer is N.' instead of \\boxed{N} (a format habit for RL to remove).",
     )
+    mix: dict[str, float] = Field(
+        default_factory=lambda: dict(DEFAULT_MIX),
+        description="tiny world: weight of each problem category (add2, add3, sub, mul1); a small weight makes a weak category on purpose. The default is the original world.",
+    )
+
+    @field_validator("mix")
+    @classmethod
+    def _known_categories(cls, mix: dict[str, float]) -> dict[str, float]:
+        check_mix(mix)
+        return mix
 
 
 class SamplingConfig(Section):
@@ -106,6 +117,24 @@ class RewardSpec(Section):
 class RewardConfig(Section):
     workers: int = Field(0, ge=0, description="reward worker processes; 0 scores in the main process.")
     timeout: float = Field(10.0, gt=0, description="seconds per reward call before it scores 0.")
+
+
+class GeneratorConfig(Section):
+    """A generation backend (rlkit/generation/): the teacher or instruct model that data stages ask."""
+
+    backend: str = Field("tiny_teacher", description="registered backend: tiny_teacher (the tiny world's fallible teacher), local (an rlkit rollout engine on `model`), openai (an OpenAI-compatible server at `base_url`).")
+    model: str | None = Field(None, description="local: a HF id or directory ('tiny' for the untrained tiny model); openai: the model name the server serves.")
+    engine: Literal["hf", "vllm"] = Field("hf", description="local: the rollout engine that runs `model`.")
+    dtype: Literal["float32", "bfloat16", "float16"] = Field("float32", description="local: parameter dtype.")
+    batch_size: int = Field(64, ge=1, description="local: prompts per engine call.")
+    base_url: str | None = Field(None, description="openai: the server's API root, e.g. http://localhost:8000/v1.")
+    api_key_env: str | None = Field(None, description="openai: name of the environment variable holding the API key (the key itself is never written to config or logs); None sends no key.")
+    api: Literal["chat", "completions"] = Field("chat", description="openai: /chat/completions (chat messages; a text prompt becomes one user message) or /completions (text prompts).")
+    concurrency: int = Field(8, ge=1, description="openai: requests in flight at once.")
+    retries: int = Field(3, ge=0, description="openai: retries of a failed request (connection error, timeout, 408/429/5xx) before it is recorded as failed and skipped.")
+    backoff: float = Field(1.0, ge=0, description="openai: seconds before the first retry; doubled for each further retry.")
+    timeout: float = Field(120.0, gt=0, description="openai: seconds per request.")
+    slip_rate: float = Field(0.05, ge=0.0, le=1.0, description="tiny_teacher: probability that a column line slips, times the problem's difficulty.")
 
 
 # --------------------------------------------------------------------------- learner / runtime
@@ -287,7 +316,7 @@ def _error_key(loc: tuple, raw: dict[str, Any]) -> str:
 def _format_validation_error(err: ValidationError, source: str, raw: dict[str, Any]) -> str:
     first = err.errors()[0]
     key = _error_key(first["loc"], raw)
-    kind, msg = first["type"], first["msg"]
+    kind, msg = first["type"], first["msg"].removeprefix("Value error, ")
     if kind == "extra_forbidden":
         return f"{source}: unknown key '{key}'"
     if kind == "missing":

@@ -78,7 +78,7 @@ def load_samples(data: DataConfig, seed: int = 0) -> list[dict[str, Any]]:
     source = data.source
     template = resolve_template(data.template, source)
     if source == "tiny:arithmetic":
-        rows = arithmetic_samples(data.split, data.size, seed=0, unboxed_fraction=data.unboxed_fraction)
+        rows = arithmetic_samples(data.split, data.size, seed=0, unboxed_fraction=data.unboxed_fraction, mix=data.mix)
         label = f"tiny:arithmetic[{data.split}]"
     elif source.startswith("hf:"):
         import datasets
