@@ -260,7 +260,27 @@ class RolloutDPOStage(DPOStage):
     pairs_per_prompt: int = Field(1, ge=1)
 
 
-Stage = Annotated[SFTStage | RLStage | DPOStage | RolloutDPOStage, Field(discriminator="type")]
+class DistillStage(Section):
+    """A data stage: teacher solutions -> SFT rows, DPO pairs and per-problem tags (no model is trained)."""
+
+    type: Literal["distill"]
+    name: str | None = Field(None, description="defaults to 'distill'; later stages read its sets as data.source: stage:<name>/<set>.")
+    data: DataConfig = Field(default_factory=DataConfig, description="the problems the teacher solves (they need a gold answer).")
+    generator: GeneratorConfig = Field(default_factory=GeneratorConfig, description="the teacher: a generation backend (rlkit/generation/).")
+    n: int = Field(8, ge=1, description="teacher samples per problem.")
+    temperature: float = Field(1.0, ge=0.0, description="the teacher's sampling temperature.")
+    top_p: float = Field(1.0, gt=0.0, le=1.0, description="the teacher's nucleus sampling.")
+    max_tokens: int = Field(256, ge=1, description="tokens per teacher sample; longer ones are cut (finish_reason 'length').")
+    reward: str | None = Field(None, description="the reward that verifies a sample (correct = scores 1); None = eval.reward.")
+    pair_selection: Literal["random", "first", "longest_rejected"] = Field("random", description="DPO pairs per problem, as rollout_dpo chooses them.")
+    pairs_per_prompt: int = Field(1, ge=1, description="DPO pairs per problem at most (each needs a correct and an incorrect sample).")
+    chunk: int = Field(32, ge=1, description="problems sampled, scored and written at a time (a resumed stage redoes at most one chunk).")
+
+
+DISTILL_SETS = ("sft", "dpo", "problems", "samples")  # what `stage:<name>/<set>` can name
+DATA_STAGES = ("distill",)  # stages that write datasets, not a model
+
+Stage = Annotated[SFTStage | RLStage | DPOStage | RolloutDPOStage | DistillStage, Field(discriminator="type")]
 
 
 class RunConfig(Section):
@@ -404,10 +424,34 @@ def _check_data(data: DataConfig, key: str, base: Path) -> None:
         raise ConfigError(f"key '{key}.source': file not found: {src}")
 
 
+def stage_reference(source: str) -> tuple[str, str] | None:
+    """'stage:distill/sft' -> ('distill', 'sft'); None for any other source."""
+    if not source.startswith("stage:"):
+        return None
+    name, _, data_set = source[len("stage:") :].partition("/")
+    return name, data_set
+
+
+def _check_stage_reference(source: str, key: str, earlier: dict[str, str]) -> None:
+    name, data_set = stage_reference(source)  # type: ignore[misc]
+    if earlier.get(name) not in DATA_STAGES:
+        data_stages = [n for n, kind in earlier.items() if kind in DATA_STAGES]
+        raise ConfigError(
+            f"key '{key}.source': '{source}' names no earlier data stage '{name}' (earlier data stages: {', '.join(data_stages) or 'none'})"
+        )
+    if data_set not in DISTILL_SETS:
+        raise ConfigError(f"key '{key}.source': '{source}': unknown set '{data_set}'; expected stage:{name}/ one of {', '.join(DISTILL_SETS)}")
+
+
 def check_files(config: RunConfig, base: Path) -> None:
     """Missing files are config errors, found before any model is built."""
+    earlier: dict[str, str] = {}
     for stage in config.stages:
-        _check_data(stage.data, f"{stage.name}.data", base)
+        if stage_reference(stage.data.source):
+            _check_stage_reference(stage.data.source, f"{stage.name}.data", earlier)
+        else:
+            _check_data(stage.data, f"{stage.name}.data", base)
+        earlier[str(stage.name)] = stage.type
     _check_data(config.eval.data, "eval.data", base)
     if config.eval.benchmarks:  # names and files, before any model is built
         from rlkit.eval.benchmarks import resolve_benchmarks

@@ -1,7 +1,8 @@
 """Distillation data from scored teacher samples: SFT rows, DPO pairs and per-problem tags.
 
 The input is what `rlkit generate` (and the `distill` stage through it) writes: one row per teacher
-sample with the problem's fields, `completion` and `reward` (the accuracy reward: > 0.5 is correct).
+sample with the problem's fields, `completion` and `correct` (the accuracy reward scored 1; rows without
+it count `reward` > 0.5 as correct).
 Phi-4-Mini-Reasoning keeps the verified-correct solutions for distillation (mid-training on all of
 them, fine-tuning on a harder subset) and pairs a correct with an incorrect solution of the same problem
 for Rollout DPO, instead of discarding the incorrect ones.
@@ -15,13 +16,16 @@ Every output row carries its problem's tags, so a later stage picks a subset wit
 
 from __future__ import annotations
 
+import json
 import random
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from rlkit.algos.pairs import select_pairs
 
-SAMPLE_FIELDS = ("completion", "reward", "sample", "finish_reason", "prompt")  # per-sample, not the problem's
+# per-sample fields of `rlkit generate`'s rows, not the problem's
+SAMPLE_FIELDS = ("completion", "reward", "rewards", "correct", "sample_index", "finish_reason", "pass_rate")
 
 
 @dataclass
@@ -29,6 +33,11 @@ class DistillSets:
     sft: list[dict[str, Any]] = field(default_factory=list)  # one row per correct sample: the problem + `response`
     dpo: list[dict[str, Any]] = field(default_factory=list)  # the problem + `chosen` (correct) + `rejected` (incorrect)
     problems: list[dict[str, Any]] = field(default_factory=list)  # one row per problem with its tags
+
+    def write(self, directory: Path) -> None:
+        for name in ("sft", "dpo", "problems"):
+            with (directory / f"{name}.jsonl").open("w", encoding="utf-8") as f:
+                f.writelines(json.dumps(row) + "\n" for row in getattr(self, name))
 
     def funnel(self) -> dict[str, int]:
         return {
@@ -66,7 +75,7 @@ def build_distill_sets(
     for samples in group_by_problem(rows):
         problem = {k: v for k, v in samples[0].items() if k not in SAMPLE_FIELDS}
         texts = [str(s["completion"]) for s in samples]
-        correct = [float(s["reward"]) > 0.5 for s in samples]
+        correct = [bool(s["correct"]) if "correct" in s else float(s["reward"]) > 0.5 for s in samples]
         tagged = {**problem, **problem_tags(texts, correct)}
         sets.problems.append(tagged)
         sets.sft.extend({**tagged, "id": f"{problem['id']}-s{j}", "response": texts[j]} for j, ok in enumerate(correct) if ok)

@@ -7,7 +7,7 @@ from rlkit.distill_sets import build_distill_sets
 
 
 def rows_of(pid: str, texts_and_rewards: list[tuple[str, float]], **fields) -> list[dict]:
-    return [{"id": pid, "problem": f"Compute {pid}.", "answer": "5", **fields, "completion": t, "reward": r, "sample": j}
+    return [{"id": pid, "problem": f"Compute {pid}.", "answer": "5", **fields, "completion": t, "reward": r, "sample_index": j}
             for j, (t, r) in enumerate(texts_and_rewards)]
 
 
@@ -19,7 +19,7 @@ def test_sft_rows_pairs_and_tags():
     assert [p["id"] for p in sets.problems] == ["a", "b", "c"]
     a = sets.problems[0]
     assert (a["pass_rate"], a["mean_length"], a["samples"], a["correct"], a["category"]) == (0.5, 6.25, 4, 2, "add2")  # lengths 5, 6, 6, 8
-    assert "completion" not in a and "reward" not in a
+    assert not {"completion", "reward", "sample_index"} & set(a)
     assert [(r["id"], r["response"]) for r in sets.sft] == [("a-s0", "right"), ("a-s2", "right2"), ("c-s0", "ok"), ("c-s1", "ok")]
     assert all(r["pass_rate"] == 0.5 for r in sets.sft[:2])  # tags travel with every row, for data.where
     assert [(p["chosen"], p["rejected"]) for p in sets.dpo] == [("right", "wrong!"), ("right2", "wrong2!!")]
@@ -34,3 +34,8 @@ def test_pairs_follow_rollout_dpo_selection():
     got = build_distill_sets(rows_of("a", texts), pair_selection="random", pairs_per_prompt=2, seed=3).dpo
     want = select_pairs([True, True, False, False], [len(t) for t, _ in texts], "random", 2, random.Random(3))
     assert [(p["chosen"], p["rejected"]) for p in got] == [(texts[c][0], texts[r][0]) for c, r in want]
+
+
+def test_correct_field_wins_over_reward():
+    rows = [{**r, "correct": r["reward"] >= 1.0} for r in rows_of("a", [("close", 0.9), ("right", 1.0)])]
+    assert [r["response"] for r in build_distill_sets(rows).sft] == ["right"]  # 0.9 is not the accuracy reward's 1
