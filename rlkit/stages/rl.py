@@ -22,6 +22,7 @@ from rlkit.algos.advantages import (
 )
 from rlkit.algos.critic import Critic, LearnerWithCritic
 from rlkit.algos.kl import kl_estimate
+from rlkit.algos.rebalance import kept_group_advantages, rebalanced_keep
 from rlkit.algos.rl_loss import make_policy_loss
 from rlkit.algos.sampling import groups_with_signal, overlong_mask
 from rlkit.algos.value import explained_variance
@@ -35,6 +36,7 @@ from rlkit.rollout.base import Completion, RolloutEngine, SamplingParams
 from rlkit.scoring.pool import RewardPool
 from rlkit.scoring.registry import check_samples
 from rlkit.stages.context import StageContext, run_steps
+from rlkit.stages.length_filter import filter_by_length_spread
 
 
 @dataclass
@@ -69,6 +71,11 @@ def completions_to_batch(completions: list[Completion], advantages: torch.Tensor
     return batch
 
 
+def rollout_at(rollout: RolloutConfig, step: int, total_steps: int) -> RolloutConfig:
+    """The rollout config of one step: its temperature schedule (if any) resolved to this step's value."""
+    return rollout.model_copy(update={"temperature": rollout.temperature_at(step, total_steps)})
+
+
 def sampling_params(rollout: RolloutConfig, seed: int) -> SamplingParams:
     return SamplingParams(n=rollout.n, temperature=rollout.temperature, top_p=rollout.top_p, max_new_tokens=rollout.max_new_tokens, seed=seed)
 
@@ -81,6 +88,8 @@ def check_algorithm(alg: AlgorithmConfig, rollout: RolloutConfig, where: str) ->
         raise ConfigError(f"key 'rollout.n': advantage '{alg.advantage}' compares samples of a prompt; expected n >= 2, got {rollout.n}")
     if alg.kl_in_reward and alg.kl_coef <= 0:
         raise ConfigError(f"key '{where}.algorithm.kl_in_reward': needs algorithm.kl_coef > 0")
+    if alg.rebalance and alg.advantage not in ("grpo", "dr_grpo"):
+        raise ConfigError(f"key '{where}.algorithm.rebalance': needs advantage grpo or dr_grpo (group statistics over the kept samples), got '{alg.advantage}'")
 
 
 def generate_and_score(parts: RLParts, rollout: RolloutConfig, prompts: list[dict[str, Any]], seed: int) -> Rollouts:
@@ -176,6 +185,12 @@ def rl_step(
     mask = batch.loss_mask
     if alg.overlong_filter:
         mask *= overlong_mask([c.finish_reason for c in completions])[:, None]
+    keep = None
+    if alg.rebalance:  # Phi-4-Mini-Reasoning: all positives of a group and as many random negatives stay in the loss
+        correct = torch.tensor(rollouts.per_reward.get(accuracy_reward, reward.tolist())) > 0.5
+        keep = rebalanced_keep(correct, rollout.n, torch.Generator().manual_seed(seed))
+        mask *= keep[:, None]
+        metrics["rebalance/kept_fraction"] = float(keep.float().mean())
 
     # 3. log-probabilities: the policy's before the update (the ratio's denominator) and the reference's
     on_policy = alg.epochs == 1 and alg.mini_batches == 1 and not alg.kl_in_reward
@@ -194,7 +209,9 @@ def rl_step(
         advantages = torch.zeros_like(mask)
     elif alg.advantage in ("grpo", "dr_grpo", "rloo"):
         outcome = reward if kl_penalty is None else reward - alg.kl_coef * kl_penalty.sum(1)
-        if alg.advantage == "rloo":
+        if keep is not None:
+            per_sample = kept_group_advantages(outcome, keep, rollout.n, normalize_std=alg.normalize_std and alg.advantage == "grpo")
+        elif alg.advantage == "rloo":
             per_sample = rloo_advantages(outcome, rollout.n)
         else:
             per_sample = group_normalized_advantages(outcome, rollout.n, normalize_std=alg.normalize_std and alg.advantage == "grpo")
@@ -270,6 +287,7 @@ def run_rl(ctx: StageContext, stage: RLStage) -> None:
     check_algorithm(alg, ctx.config.rollout, str(stage.name))
     samples = load_samples(stage.data, ctx.config.seed)
     check_samples(ctx.config.rewards, samples, stage.data.source)  # e.g. a row without a gold answer, before any step
+    samples = filter_by_length_spread(ctx, stage, samples)  # with the starting policy, before any step
     stream = PromptStream(samples, ctx.config.seed, stage.data.shuffle)
     critic = None
     if alg.advantage == "gae":  # the value model starts from the policy's own transformer
@@ -286,9 +304,12 @@ def run_rl(ctx: StageContext, stage: RLStage) -> None:
             stage,
             learner if critic is None else LearnerWithCritic(learner, critic),  # checkpoints keep the critic
             stream,
-            lambda step: rl_step(parts, stage, ctx.config.rollout, stream.take(stage.batch_size),
-                                 seed=ctx.config.seed * 100003 + step, accuracy_reward=ctx.config.eval.reward,
-                                 more_prompts=stream.take, step=step),
+            lambda step: {
+                **rl_step(parts, stage, rollout_at(ctx.config.rollout, step, stage.steps), stream.take(stage.batch_size),
+                          seed=ctx.config.seed * 100003 + step, accuracy_reward=ctx.config.eval.reward,
+                          more_prompts=stream.take, step=step),
+                "rollout/temperature": ctx.config.rollout.temperature_at(step, stage.steps),
+            },
             {"reward": "reward/mean", "acc": "accuracy", "eval": "eval/accuracy"},
             eval_every=ctx.config.eval.every,
         )
