@@ -12,8 +12,11 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator, model_validator
 
+from rlkit.algos.advantage_estimators import ADVANTAGE_ESTIMATORS
+from rlkit.algos.kl import KL_ESTIMATORS
+from rlkit.algos.loss_aggregation import LOSS_AGGREGATIONS
 from rlkit.algos.schedules import linear_schedule
 from rlkit.errors import ConfigError
 from rlkit.world.categories import DEFAULT_MIX, check_mix
@@ -27,22 +30,22 @@ class Section(BaseModel):
 
 # --------------------------------------------------------------------------- model, data
 class ModelConfig(Section):
-    path: str = Field("tiny", description="'tiny' builds the tiny-world model; else a HF id or a local directory.")
-    tiny_size: Literal["tiny", "small"] = Field("tiny", description="shape of the tiny-world model when path='tiny'.")
-    dtype: Literal["float32", "bfloat16", "float16"] = Field("float32", description="parameter dtype of policy and engine.")
-    chat_template: str | None = Field(None, description="override the tokenizer's chat template (Jinja).")
+    path: str = Field("tiny", description="the policy: 'tiny' builds the tiny-world model; else a Hugging Face id or a local model directory.")
+    tiny_size: Literal["tiny", "small"] = Field("tiny", description="shape of the tiny-world model when path='tiny' (tiny: 1.1M parameters, head_dim 64).")
+    dtype: Literal["float32", "bfloat16", "float16"] = Field("float32", description="parameter dtype of the policy and the rollout engine; bfloat16 for speed on a GPU.")
+    chat_template: str | None = Field(None, description="a Jinja chat template replacing the tokenizer's own; None keeps the tokenizer's.")
 
 
 class DataConfig(Section):
     source: str = Field(
         "tiny:arithmetic",
-        description="'tiny:arithmetic', a .jsonl/.parquet file, or 'hf:<dataset id>'.",
+        description="'tiny:arithmetic', a .jsonl/.parquet file (relative to where rlkit runs), or 'hf:<dataset id>'.",
     )
-    split: Literal["train", "test"] = Field("train", description="tiny-world split; files are used whole.")
-    limit: int | None = Field(None, ge=1, description="use only the first N rows (of those `ids` picks, when given).")
+    split: Literal["train", "test"] = Field("train", description="tiny-world and hf: split; a file is used whole.")
+    limit: int | None = Field(None, ge=1, description="use only the first N rows (of those `ids` picks, when given); None = all.")
     ids: list[str] | None = Field(None, min_length=1, description="use only the rows with these ids, in this order (e.g. the 1-shot example).")
-    repeat: int = Field(1, ge=1, description="replicate the rows N times (1-shot RLVR replicates one example).")
-    shuffle: bool = True
+    repeat: int = Field(1, ge=1, description="replicate the rows N times (1-shot RLVR replicates one example 128 times).")
+    shuffle: bool = Field(True, description="visit the rows in a seeded random order each epoch (seed: the run's `seed`).")
     template: str = Field("auto", description="prompt template: auto, tiny, plain, qwen_boxed, qwen25_math_cot, deepscaler, r1_think (rlkit/templates.py).")
     size: int = Field(4000, ge=1, description="number of tiny-world problems generated for this split.")
     unboxed_fraction: float = Field(
@@ -63,9 +66,9 @@ class DataConfig(Section):
 
 class SamplingConfig(Section):
     n: int = Field(8, ge=1, description="samples per prompt (the GRPO group size).")
-    temperature: float = Field(1.0, ge=0.0)
-    top_p: float = Field(1.0, gt=0.0, le=1.0)
-    max_new_tokens: int = Field(64, ge=1)
+    temperature: float = Field(1.0, ge=0.0, description="sampling temperature; 0 = greedy.")
+    top_p: float = Field(1.0, gt=0.0, le=1.0, description="nucleus sampling: keep the smallest token set with this much probability; 1 = off.")
+    max_new_tokens: int = Field(64, ge=1, description="response length limit in tokens; a sample that reaches it is 'truncated'.")
 
 
 class TemperatureSchedule(Section):
@@ -103,20 +106,20 @@ class RolloutConfig(SamplingConfig):
             return linear_schedule(schedule.start, schedule.end, schedule.over, step, total_steps)
         return schedule
     engine: Literal["hf", "vllm"] = Field("hf", description="hf = transformers generate; vllm needs the gpu extra.")
-    tensor_parallel_size: int = Field(1, ge=1)
-    gpu_memory_utilization: float = Field(0.5, gt=0.0, le=1.0)
+    tensor_parallel_size: int = Field(1, ge=1, description="vllm: GPUs each engine spans (tensor parallelism).")
+    gpu_memory_utilization: float = Field(0.5, gt=0.0, le=1.0, description="vllm: fraction of GPU memory an engine may take (weights + KV cache).")
     static_cache: bool = Field(False, description="HF engine: static KV cache decode loop (CUDA graph + torch.compile on GPU).")
 
 
 class RewardSpec(Section):
-    name: str = Field(..., description="built-in name (math, format, length, ...), 'pkg.module:fn' or 'path/file.py:fn'.")
-    weight: float = 1.0
-    args: dict[str, Any] = Field(default_factory=dict, description="keyword arguments bound to the reward.")
+    name: str = Field(..., description="built-in name (math, format, length, unit_tests, code_quality), 'pkg.module:fn' or 'path/file.py:fn'.")
+    weight: float = Field(1.0, description="factor of this reward in the weighted sum that is the RL reward.")
+    args: dict[str, Any] = Field(default_factory=dict, description="keyword arguments bound to the reward function (checked against its signature at load).")
 
 
 class RewardConfig(Section):
     workers: int = Field(0, ge=0, description="reward worker processes; 0 scores in the main process.")
-    timeout: float = Field(10.0, gt=0, description="seconds per reward call before it scores 0.")
+    timeout: float = Field(10.0, gt=0, description="seconds per reward call (workers > 0) before it scores 0 and counts as a timeout.")
 
 
 class GeneratorConfig(Section):
@@ -139,59 +142,65 @@ class GeneratorConfig(Section):
 
 # --------------------------------------------------------------------------- learner / runtime
 class LoraConfig(Section):
-    r: int = Field(16, ge=1)
-    alpha: int = 32
-    dropout: float = 0.0
-    target_modules: list[str] | str = Field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+    r: int = Field(16, ge=1, description="LoRA rank of each adapter (Hu et al., 2021).")
+    alpha: int = Field(32, description="LoRA scale numerator: the adapter's output is multiplied by alpha / r.")
+    dropout: float = Field(0.0, description="dropout on the adapter's input.")
+    target_modules: list[str] | str = Field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"],
+        description="names of the modules that get adapters (a list, or one PEFT pattern string); the default is the attention projections.",
+    )
     stages: list[str] | None = Field(None, description="names of the stages that train an adapter; None = every stage, others train fully.")
 
 
 class LearnerConfig(Section):
-    backend: Literal["torch", "deepspeed"] = "torch"
-    micro_batch_size: int = Field(64, ge=1, description="sequences per forward/backward pass.")
-    max_grad_norm: float = Field(1.0, gt=0)
-    weight_decay: float = 0.0
-    gradient_checkpointing: bool = False
-    zero_stage: Literal[2, 3] = 2
-    lora: LoraConfig | None = None
+    backend: Literal["torch", "deepspeed"] = Field("torch", description="torch = one process; deepspeed = ZeRO over several GPUs (deepspeed extra).")
+    micro_batch_size: int = Field(64, ge=1, description="sequences per forward/backward pass; gradients accumulate over a step's micro-batches.")
+    max_grad_norm: float = Field(1.0, gt=0, description="clip the gradient's global L2 norm to this before each optimizer step.")
+    weight_decay: float = Field(0.0, description="AdamW weight decay.")
+    gradient_checkpointing: bool = Field(False, description="recompute activations in backward: less memory, more compute.")
+    zero_stage: Literal[2, 3] = Field(2, description="deepspeed: ZeRO stage (2 shards optimizer state and gradients, 3 also parameters).")
+    lora: LoraConfig | None = Field(None, description="train LoRA adapters instead of all weights; None = full fine-tuning.")
     logprob_chunk_size: int = Field(0, ge=0, description="tokens per chunk of the fused LM-head logprobs/entropy (no fp32 logits kept for backward); 0 = plain, whole micro-batch.")
     compile: bool = Field(False, description="torch.compile the transformer body for the learner's forward/backward (CUDA only).")
 
 
 class RayConfig(Section):
-    address: str | None = Field(None, description="existing cluster address; None starts a local Ray instance.")
-    colocate: bool = True
-    rollout_gpus: int = Field(1, ge=0)
-    train_gpus: int = Field(1, ge=0)
-    num_cpus: int | None = None
+    address: str | None = Field(None, description="existing cluster address ('auto' or host:port); None starts a local Ray instance.")
+    colocate: bool = Field(True, description="engines and learner ranks share GPUs (engines sleep while the learner trains); false = split placement.")
+    rollout_gpus: int = Field(1, ge=0, description="GPUs for rollout engines (split placement).")
+    train_gpus: int = Field(1, ge=0, description="GPUs for learner ranks (colocated: also the engines').")
+    num_cpus: int | None = Field(None, description="CPUs of a locally started Ray instance; None = this machine's CPU count (at least what the layout needs).")
 
 
 class CheckpointConfig(Section):
     every: int = Field(50, ge=1, description="save a resumable checkpoint every N steps of a stage.")
-    keep: int = Field(2, ge=1, description="number of step checkpoints kept per stage.")
+    keep: int = Field(2, ge=1, description="number of step checkpoints kept per stage (deleted when the stage's output is saved).")
 
 
 class EvalConfig(Section):
-    data: DataConfig = Field(default_factory=lambda: DataConfig(split="test", size=200, shuffle=False))
-    limit: int | None = Field(None, ge=1)
+    data: DataConfig = Field(
+        default_factory=lambda: DataConfig(split="test", size=200, shuffle=False),
+        description="the held-out set, decoded greedily: by default 200 tiny-world test problems.",
+    )
+    limit: int | None = Field(None, ge=1, description="evaluate only the first N held-out rows (and benchmark rows); None = all.")
     every: int = Field(0, ge=0, description="evaluate every N RL steps; 0 = only before and after.")
-    benchmarks: list[str] = Field(default_factory=list, description="extra benchmarks evaluated periodically.")
-    data_dir: str | None = None
-    reward: str = Field("math", description="the correctness reward that defines accuracy.")
-    max_new_tokens: int | None = None
-    batch_size: int = Field(256, ge=1)
+    benchmarks: list[str] = Field(default_factory=list, description="extra benchmarks evaluated periodically (names, files, hf:<id>).")
+    data_dir: str | None = Field(None, description="where benchmark names find <name>.jsonl; None = $RLKIT_DATA_DIR, else ../shared/data/math.")
+    reward: str = Field("math", description="the correctness reward that defines accuracy (a reward name or spec, no args).")
+    max_new_tokens: int | None = Field(None, description="response limit when evaluating; None = rollout.max_new_tokens.")
+    batch_size: int = Field(256, ge=1, description="prompts per generate call when evaluating.")
 
 
 # --------------------------------------------------------------------------- stages
 class AlgorithmConfig(Section):
-    advantage: Literal["grpo", "dr_grpo", "rloo", "reinforce_pp", "gae"] = "grpo"
+    advantage: str = Field("grpo", description=f"advantage estimator: {', '.join(ADVANTAGE_ESTIMATORS.names())} (rlkit/algos/advantage_estimators.py).")
     normalize_std: bool = Field(True, description="GRPO: divide by the group std.")
-    loss_agg: Literal["token_mean", "seq_mean_token_mean", "seq_mean_token_sum", "seq_mean_token_sum_norm"] = "token_mean"
-    clip_low: float = Field(0.2, ge=0)
-    clip_high: float = Field(0.2, ge=0, description="DAPO clip-higher: set above clip_low.")
-    dual_clip: float | None = Field(None, gt=1.0, description="dual-clip constant c (> 1) for negative advantages.")
-    kl_coef: float = Field(0.0, ge=0)
-    kl_estimator: Literal["k1", "k2", "k3"] = "k3"
+    loss_agg: str = Field("token_mean", description=f"how per-token losses become the batch loss: {', '.join(LOSS_AGGREGATIONS.names())} (rlkit/algos/loss_aggregation.py).")
+    clip_low: float = Field(0.2, ge=0, description="PPO clip: the ratio is kept above 1 - clip_low for positive advantages (epsilon of Schulman et al., 2017).")
+    clip_high: float = Field(0.2, ge=0, description="PPO clip upper bound 1 + clip_high; DAPO's clip-higher sets it above clip_low (0.28).")
+    dual_clip: float | None = Field(None, gt=1.0, description="dual-clip constant c (> 1) for negative advantages (Ye et al., 2020).")
+    kl_coef: float = Field(0.0, ge=0, description="weight of KL(policy || reference); the reference is the policy the stage started from. 0 = no reference.")
+    kl_estimator: str = Field("k3", description=f"per-token KL estimator: {', '.join(KL_ESTIMATORS.names())} (Schulman's; rlkit/algos/kl.py).")
     kl_in_reward: bool = Field(False, description="apply KL as a reward penalty instead of a loss term.")
     kl_ratio_correction: bool = Field(
         False, description="loss-term KL times the importance ratio: the unbiased reverse-KL gradient (DeepSeek-V3.2; TRL's use_bias_correction_kl)."
@@ -200,13 +209,13 @@ class AlgorithmConfig(Section):
     entropy_only: bool = Field(False, description="ignore the outcome reward; only the entropy term drives the update.")
     epochs: int = Field(1, ge=1, description="PPO epochs over each rollout batch.")
     mini_batches: int = Field(1, ge=1, description="optimizer steps per epoch.")
-    gamma: float = 1.0
-    lam: float = 0.95
-    value_clip: float | None = 0.2
-    critic_lr: float = 1e-5
-    critic_warmup_steps: int = 0
+    gamma: float = Field(1.0, description="discount per token for the token-level estimators (reinforce_pp, gae); 1 = none.")
+    lam: float = Field(0.95, description="GAE lambda: bias-variance trade-off of the critic's advantages (Schulman et al., 2016).")
+    value_clip: float | None = Field(0.2, description="PPO value clipping: a value moves at most this far from the one the advantages used; None = plain squared error.")
+    critic_lr: float = Field(1e-5, description="learning rate of PPO's critic (advantage: gae).")
+    critic_warmup_steps: int = Field(0, description="first N steps train only the critic; the policy stays frozen.")
     dynamic_sampling: bool = Field(False, description="DAPO: drop groups whose rewards are all equal.")
-    max_sampling_rounds: int = Field(3, ge=1)
+    max_sampling_rounds: int = Field(3, ge=1, description="dynamic sampling: at most this many generate rounds per step to fill the batch.")
     overlong_filter: bool = Field(False, description="mask samples that hit max_new_tokens out of the loss.")
     rebalance: bool = Field(
         False,
@@ -214,20 +223,39 @@ class AlgorithmConfig(Section):
         "advantages over the kept samples (grpo, dr_grpo).",
     )
 
+    # the allowed names come from the registries, so a new estimator needs no edit here
+    @field_validator("advantage")
+    @classmethod
+    def _registered_advantage(cls, name: str) -> str:
+        return ADVANTAGE_ESTIMATORS.check(name)
+
+    @field_validator("loss_agg")
+    @classmethod
+    def _registered_loss_agg(cls, name: str) -> str:
+        return LOSS_AGGREGATIONS.check(name)
+
+    @field_validator("kl_estimator")
+    @classmethod
+    def _registered_kl_estimator(cls, name: str) -> str:
+        return KL_ESTIMATORS.check(name)
+
+
+REBALANCING_ESTIMATORS = ("grpo", "dr_grpo")  # the estimators that take `keep` (rlkit/algos/advantage_estimators.py)
+
 
 class StageBase(Section):
     name: str | None = Field(None, description="defaults to the stage type; overrides address stages by name.")
-    data: DataConfig = Field(default_factory=DataConfig)
-    steps: int = Field(100, ge=1)
-    lr: float = Field(1e-5, gt=0)
-    warmup_steps: int = Field(0, ge=0)
+    data: DataConfig = Field(default_factory=DataConfig, description="the stage's training data.")
+    steps: int = Field(100, ge=1, description="optimizer steps (rl: rollout batches) of the stage.")
+    lr: float = Field(1e-5, gt=0, description="peak learning rate (AdamW), constant after warm-up.")
+    warmup_steps: int = Field(0, ge=0, description="linear learning-rate warm-up from 0 over the first N steps.")
     batch_size: int = Field(16, ge=1, description="prompts (rl) or sequences (sft, dpo) per step.")
 
 
 class SFTStage(StageBase):
-    type: Literal["sft"]
-    packing: bool = False
-    max_length: int = Field(256, ge=8)
+    type: Literal["sft"] = Field(description="supervised fine-tuning on the assistant's tokens.")
+    packing: bool = Field(False, description="fill each row with several samples up to max_length (position ids restart per sample).")
+    max_length: int = Field(256, ge=8, description="tokens per row; longer samples are cut.")
 
 
 class LengthFilterConfig(Section):
@@ -238,8 +266,8 @@ class LengthFilterConfig(Section):
 
 
 class RLStage(StageBase):
-    type: Literal["rl"]
-    algorithm: AlgorithmConfig = Field(default_factory=AlgorithmConfig)
+    type: Literal["rl"] = Field(description="policy optimization with verifiable rewards.")
+    algorithm: AlgorithmConfig = Field(default_factory=AlgorithmConfig, description="advantage estimator, loss and their options.")
     length_filter: LengthFilterConfig | None = Field(
         None,
         description="Phi-4-Mini-Reasoning's prompt optimization: once before the stage, drop prompts whose sampled "
@@ -248,22 +276,24 @@ class RLStage(StageBase):
 
 
 class DPOStage(StageBase):
-    type: Literal["dpo"]
-    beta: float = Field(0.1, gt=0)
-    loss: Literal["sigmoid", "ipo"] = "sigmoid"
-    max_length: int = Field(256, ge=8)
+    type: Literal["dpo"] = Field(description="DPO on (chosen, rejected) pairs of the stage's data.")
+    beta: float = Field(0.1, gt=0, description="DPO temperature: scale of the log-ratio (Rafailov et al., 2023).")
+    loss: Literal["sigmoid", "ipo"] = Field("sigmoid", description="sigmoid = DPO; ipo = IPO's squared loss on per-token mean log-ratios (Azar et al., 2023).")
+    max_length: int = Field(256, ge=8, description="tokens per sequence; longer ones are cut.")
 
 
 class RolloutDPOStage(DPOStage):
-    type: Literal["rollout_dpo"]  # type: ignore[assignment]
-    pair_selection: Literal["random", "first", "longest_rejected"] = "random"
-    pairs_per_prompt: int = Field(1, ge=1)
+    type: Literal["rollout_dpo"] = Field(description="DPO on pairs of the policy's own samples, labelled by the rewards.")  # type: ignore[assignment]
+    pair_selection: Literal["random", "first", "longest_rejected"] = Field(
+        "random", description="which correct/incorrect samples pair up; longest_rejected = shortest correct vs longest incorrect."
+    )
+    pairs_per_prompt: int = Field(1, ge=1, description="at most this many pairs per prompt.")
 
 
 class DistillStage(Section):
     """A data stage: teacher solutions -> SFT rows, DPO pairs and per-problem tags (no model is trained)."""
 
-    type: Literal["distill"]
+    type: Literal["distill"] = Field(description="a data stage: the teacher solves each problem n times; writes sft, dpo, problems and samples sets.")
     name: str | None = Field(None, description="defaults to 'distill'; later stages read its sets as data.source: stage:<name>/<set>.")
     data: DataConfig = Field(default_factory=DataConfig, description="the problems the teacher solves (they need a gold answer).")
     generator: GeneratorConfig = Field(default_factory=GeneratorConfig, description="the teacher: a generation backend (rlkit/generation/).")
@@ -284,20 +314,20 @@ Stage = Annotated[SFTStage | RLStage | DPOStage | RolloutDPOStage | DistillStage
 
 
 class RunConfig(Section):
-    name: str = "run"
-    seed: int = 0
-    runtime: Literal["local", "ray"] = "local"
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    name: str = Field("run", description="a label for the run (the run directory is named after the recipe).")
+    seed: int = Field(0, description="seeds model init, data order and sampling.")
+    runtime: Literal["local", "ray"] = Field("local", description="local = one process; ray = engines, learner and rewards on Ray actors (ray extra).")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto = cuda when available, else cpu.")
     threads: int | None = Field(None, ge=1, description="torch CPU threads; None leaves torch's default.")
-    model: ModelConfig = Field(default_factory=ModelConfig)
-    rollout: RolloutConfig = Field(default_factory=RolloutConfig)
-    rewards: list[RewardSpec] = Field(default_factory=lambda: [RewardSpec(name="math")])
-    reward: RewardConfig = Field(default_factory=RewardConfig)
-    learner: LearnerConfig = Field(default_factory=LearnerConfig)
-    ray: RayConfig = Field(default_factory=RayConfig)
-    checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
-    eval: EvalConfig = Field(default_factory=EvalConfig)
-    stages: list[Stage] = Field(..., min_length=1)
+    model: ModelConfig = Field(default_factory=ModelConfig, description="the policy model.")
+    rollout: RolloutConfig = Field(default_factory=RolloutConfig, description="the rollout engine and its sampling.")
+    rewards: list[RewardSpec] = Field(default_factory=lambda: [RewardSpec(name="math")], description="rewards whose weighted sum is the RL reward.")
+    reward: RewardConfig = Field(default_factory=RewardConfig, description="how rewards are computed (worker processes, timeouts).")
+    learner: LearnerConfig = Field(default_factory=LearnerConfig, description="the learner: backend, micro-batches, LoRA.")
+    ray: RayConfig = Field(default_factory=RayConfig, description="placement under runtime: ray.")
+    checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig, description="resumable step checkpoints.")
+    eval: EvalConfig = Field(default_factory=EvalConfig, description="held-out accuracy and benchmarks, during and after training.")
+    stages: list[Stage] = Field(..., min_length=1, description="the stages, run in order; each continues from the model the last one left.")
 
     @field_validator("stages")
     @classmethod
@@ -309,6 +339,26 @@ class RunConfig(Section):
                 raise ValueError(f"two stages are named {stage.name!r}; give each a unique 'name'")
             seen.add(stage.name)
         return stages
+
+    @model_validator(mode="after")
+    def _check_algorithms(self) -> RunConfig:
+        """Combinations the schema cannot express one field at a time, checked when the recipe loads
+        (not when the RL stage starts, after the stages before it have trained)."""
+        for stage in self.stages:
+            if not isinstance(stage, RLStage):
+                continue
+            alg, key = stage.algorithm, f"{stage.name}.algorithm"
+            if alg.entropy_only and not alg.entropy_coef:
+                raise ValueError(f"key '{key}.entropy_only': needs a non-zero {key}.entropy_coef (the only term left)")
+            if ADVANTAGE_ESTIMATORS.get(alg.advantage).compares_group and self.rollout.n < 2:
+                raise ValueError(f"key 'rollout.n': {key}.advantage '{alg.advantage}' compares the samples of a prompt; "
+                                 f"expected n >= 2, got {self.rollout.n}")
+            if alg.kl_in_reward and alg.kl_coef <= 0:
+                raise ValueError(f"key '{key}.kl_in_reward': needs {key}.kl_coef > 0")
+            if alg.rebalance and alg.advantage not in REBALANCING_ESTIMATORS:
+                raise ValueError(f"key '{key}.rebalance': needs advantage {' or '.join(REBALANCING_ESTIMATORS)} "
+                                 f"(group statistics over the kept samples), got '{alg.advantage}'")
+        return self
 
     def stage(self, name: str) -> StageBase:
         for stage in self.stages:
@@ -341,6 +391,10 @@ def _format_validation_error(err: ValidationError, source: str, raw: dict[str, A
         return f"{source}: unknown key '{key}'"
     if kind == "missing":
         return f"{source}: missing required key '{key}'"
+    if kind == "value_error" and not key:  # a whole-recipe check: its message names the keys
+        return f"{source}: {first['ctx']['error']}"
+    if kind == "value_error":
+        msg = str(first["ctx"]["error"])
     value = first.get("input")
     shown = repr(value) if not isinstance(value, (dict, list)) else type(value).__name__
     return f"{source}: key '{key}': {msg} (got {shown})"
@@ -463,11 +517,53 @@ def check_files(config: RunConfig, base: Path) -> None:
     model = config.model.path
     if model != "tiny" and (model.startswith((".", "/", "~")) or model.endswith("/")) and not Path(model).expanduser().exists():
         raise ConfigError(f"key 'model.path': directory not found: {model}")
-    for spec in config.rewards:
-        if ".py:" in spec.name:
-            file = spec.name.rsplit(":", 1)[0]
-            if not Path(file).expanduser().exists():
-                raise ConfigError(f"key 'rewards': reward file not found: {file} (from '{spec.name}')")
+    check_rewards(config)
+
+
+def check_rewards(config: RunConfig) -> None:
+    """Each reward resolves to a function that takes its args, before any model is built: an unknown name,
+    a missing file or function, or an argument the function does not take is an error naming the key."""
+    from rlkit.scoring.registry import resolve_reward
+
+    specs = [(f"rewards[{index}]", spec.name, spec.args) for index, spec in enumerate(config.rewards)]
+    for key, name, args in [*specs, ("eval.reward", config.eval.reward, {})]:
+        if ".py:" in name and not Path(name.rsplit(":", 1)[0]).expanduser().exists():
+            raise ConfigError(f"key '{key}': reward file not found: {name.rsplit(':', 1)[0]} (from '{name}')")
+        try:
+            resolve_reward(name, args)
+        except ConfigError as err:
+            raise ConfigError(f"key '{key}': {err}") from None
+
+
+def explain(config: RunConfig, key: str) -> str:
+    """What a dotted key means: its help text, its schema default and the value `config` resolves it to.
+
+    The first part is a section (`rollout.n`) or a stage name (`rl.algorithm.clip_high`), as in overrides."""
+    parts = key.split(".")
+    head = parts[0]
+    if head in RunConfig.model_fields:
+        node: Any = config
+    else:
+        try:
+            node, parts = config.stage(head), parts[1:]
+        except KeyError:
+            names = ", ".join(str(s.name) for s in config.stages)
+            raise ConfigError(f"--explain {key}: '{head}' is neither a config section nor a stage name (stages: {names})") from None
+        if not parts:
+            return f"{key}: stage of type '{node.type}'\n" + yaml.safe_dump(node.model_dump(mode="json"), sort_keys=False).rstrip()
+    for index, part in enumerate(parts):
+        fields = type(node).model_fields if isinstance(node, BaseModel) else {}
+        if part not in fields:
+            where = ".".join([*key.split(".")[: len(key.split(".")) - len(parts) + index]]) or "the top level"
+            known = ", ".join(fields) or "none (not a section)"
+            raise ConfigError(f"--explain {key}: no key '{part}' in {where} (keys: {known})")
+        info, node = fields[part], getattr(node, part)
+    default = "required" if info.is_required() else repr(info.get_default(call_default_factory=True))
+    if isinstance(info.get_default(call_default_factory=True), BaseModel):
+        default = "its section's defaults"
+    value = node.model_dump(mode="json") if isinstance(node, BaseModel) else node
+    shown = yaml.safe_dump(value, sort_keys=False, default_flow_style=True).strip().removesuffix("...").strip()
+    return f"{key}: {info.description}\n  default: {default}\n  this recipe: {shown}"
 
 
 def dump_config(config: RunConfig) -> str:

@@ -10,12 +10,15 @@ import json
 import random
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rlkit.config import DataConfig
-from rlkit.errors import DataError
+from rlkit.errors import ConfigError, DataError
 from rlkit.templates import render_prompt, resolve_template
 from rlkit.world.arithmetic import arithmetic_samples
+
+if TYPE_CHECKING:
+    from rlkit.eval.benchmarks import Benchmark
 
 PROBLEM_FIELDS = ("problem", "question", "prompt", "instruction")
 
@@ -73,8 +76,10 @@ def _flatten_verl_answer(sample: dict[str, Any]) -> None:
         sample["answer"] = str(reward_model["ground_truth"])
 
 
-def load_samples(data: DataConfig, seed: int = 0) -> list[dict[str, Any]]:
-    """Load, template and replicate the rows of one data config."""
+def load_samples(data: DataConfig) -> list[dict[str, Any]]:
+    """Load, template and replicate the rows of one data config. Loading is deterministic: the run's seed
+    orders the rows later (PromptStream), and the tiny world's problems are fixed (seed 0), so every run
+    and its held-out eval see the same train and test problems."""
     source = data.source
     template = resolve_template(data.template, source)
     if source == "tiny:arithmetic":
@@ -111,6 +116,16 @@ def load_samples(data: DataConfig, seed: int = 0) -> list[dict[str, Any]]:
         _flatten_verl_answer(sample)
         samples.append(sample)
     return samples * data.repeat
+
+
+def load_benchmark(bench: Benchmark, template: str = "auto", limit: int | None = None) -> list[dict[str, Any]]:
+    """A benchmark's samples (prompt as chat messages, other fields kept for the reward)."""
+    if template != "auto":
+        from rlkit.templates import TEMPLATES
+
+        if template not in TEMPLATES:
+            raise ConfigError(f"unknown template '{template}': expected auto or one of {', '.join(TEMPLATES)}")
+    return load_samples(DataConfig(source=bench.source, split="test", limit=limit, shuffle=False, template=template, size=200))
 
 
 class PromptStream:

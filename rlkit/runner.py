@@ -6,11 +6,10 @@ from its last checkpoint.
 
 from __future__ import annotations
 
-import json
 import signal
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -21,6 +20,9 @@ from rlkit.errors import ConfigError
 from rlkit.models import load_model, load_tokenizer, resolve_device
 from rlkit.scoring.pool import RewardPool
 from rlkit.stages.context import StageContext
+
+if TYPE_CHECKING:
+    from rlkit.runtime.ray_runtime import RayRuntime
 
 RL_LIKE = ("rl", "dpo", "rollout_dpo")
 
@@ -89,11 +91,11 @@ def run_recipe(config: RunConfig, run_dir: Path, resume: bool = False) -> dict[s
     if config.runtime == "ray":
         from rlkit.runtime.ray_runtime import run_recipe_on_ray
 
-        return run_recipe_on_ray(config, run_dir, resume)
+        return run_recipe_on_ray(config, run_dir, resume, run_stages_here)
     return run_stages_here(config, run_dir, resume, started)
 
 
-def run_stages_here(config: RunConfig, run_dir: Path, resume: bool, started: float, runtime: Any = None) -> dict[str, Any]:
+def run_stages_here(config: RunConfig, run_dir: Path, resume: bool, started: float, runtime: RayRuntime | None = None) -> dict[str, Any]:
     """Run the stages from this process. `runtime` (the Ray runtime) puts engine, learner and rewards
     on actors behind the same seams; the driver's model then only carries each stage's weights."""
     device = torch.device("cpu") if runtime is not None else resolve_device(config.device)
@@ -164,9 +166,8 @@ def _run_stages(ctx: StageContext) -> None:
 def _replace_engine(ctx: StageContext) -> None:
     """A fresh engine for the next stage; the previous one gives its memory back first (vLLM holds
     its `gpu_memory_utilization` share until closed)."""
-    close = getattr(ctx.engine, "close", None)
-    if close is not None:
-        close()
+    if ctx.engine is not None:
+        ctx.engine.close()
     ctx.engine = ctx.build_engine()
 
 
@@ -190,6 +191,3 @@ def format_summary(summary: dict[str, Any]) -> str:
         lines.append(f"held-out accuracy: {a:.3f} -> {b:.3f} ({b - a:+.3f}) in {summary.get('wall_time_s', 0):.0f} s")
     return "\n".join(lines)
 
-
-def load_summary(run_dir: Path) -> dict[str, Any]:
-    return json.loads((Path(run_dir) / "summary.json").read_text())

@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 
 from rlkit.config import load_config
+from rlkit.data import load_benchmark
 from rlkit.errors import ConfigError, DataError
 from rlkit.eval.benchmarks import (
     DATA_DIR_ENV,
     KNOWN,
     check_gold_answers,
     default_data_dir,
-    load_benchmark,
     resolve_benchmark,
     split_specs,
 )

@@ -121,3 +121,41 @@ def test_a_broken_backend_is_not_reported_as_missing(tmp_path, monkeypatch):
 def test_empty_data_ids_is_an_error_not_every_row(tmp_path):
     with pytest.raises(ConfigError, match=r"rl\.data\.ids"):
         load_config(write(tmp_path, "stages:\n  - type: rl\n    data: {ids: []}\n"))
+
+
+# Everything that needs no model is checked when the recipe loads (and so by --dry-run), each error naming its key.
+REWARD_FILE = "def closeness(completion, sample, tolerance=0.1):\n    return 1.0\n"
+
+
+@pytest.mark.parametrize(
+    "rewards, message",
+    [
+        ("[{name: maths}]", r"key 'rewards\[0\]': unknown reward 'maths': expected a built-in name \(code_quality, format, length, math, unit_tests\)"),
+        ("[{name: math}, {name: REWARD_PY:closeness, args: {tolerence: 0.2}}]", r"key 'rewards\[1\]': reward '.*:closeness': bad args \['tolerence'\]"),
+        ("[{name: REWARD_PY:closenes}]", r"key 'rewards\[0\]': reward '.*:closenes': .* has no function 'closenes'"),
+        ("[{name: missing_dir/r.py:fn}]", r"key 'rewards\[0\]': reward file not found: missing_dir/r\.py"),
+        ("[{name: length, args: {max_len: 10, cache_len: 20}}]", r"key 'rewards\[0\]': reward 'length': expected integers 0 < cache_len <= max_len"),
+    ],
+    ids=["unknown-name", "unknown-arg", "missing-function", "missing-file", "arg-value"],
+)
+def test_reward_specs_are_resolved_and_bound_when_the_recipe_loads(tmp_path, rewards, message):
+    (tmp_path / "reward.py").write_text(REWARD_FILE)
+    text = f"rewards: {rewards.replace('REWARD_PY', str(tmp_path / 'reward.py'))}\nstages: [{{type: sft}}]\n"
+    with pytest.raises(ConfigError, match=message):
+        load_config(write(tmp_path, text))
+
+
+def test_a_bad_eval_reward_fails_when_the_recipe_loads():  # benchmark names: tests/test_benchmarks.py
+    with pytest.raises(ConfigError, match=r"key 'eval\.reward': unknown reward 'accuracy'"):
+        load_config(REPO / "recipes/quickstart.yaml", ["eval.reward=accuracy"])
+
+
+def test_an_unknown_estimator_names_the_key_and_the_registered_ones():
+    with pytest.raises(ConfigError, match=r"key 'rl\.algorithm\.advantage': .*unknown advantage estimator 'ppo' .*grpo, dr_grpo, rloo, reinforce_pp, gae"):
+        load_config(REPO / "recipes/quickstart.yaml", ["rl.algorithm.advantage=ppo"])
+
+
+def test_dry_run_stops_at_a_bad_reward_before_any_training():
+    proc = subprocess.run([sys.executable, "-m", "rlkit.cli", "run", "recipes/quickstart.yaml", "rewards=[{name: maths}]", "--dry-run"],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "key 'rewards[0]': unknown reward 'maths'" in proc.stderr

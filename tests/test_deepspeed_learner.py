@@ -75,7 +75,7 @@ def test_dpo_pairs_stay_whole_in_micro_batches():
 
     base = build_tiny_model(seed=3)
     batch = preference_batch([([5, 6, 7], [8, 9], [10]), ([11], [12, 13, 14], [15, 16]), ([17, 18], [19], [20, 21, 22])], 16, 0)
-    batch.extras["ref_logprobs"] = torch.zeros(batch.input_ids.shape)
+    batch.ref_logprobs = torch.zeros(batch.input_ids.shape)
     loss_fn = make_dpo_loss(DPOStage(type="dpo", beta=0.1), num_pairs=3)
     split = DeepSpeedLearner(copy.deepcopy(base), LearnerConfig(micro_batch_size=3), lr=1e-3, device=CPU)
     whole = DeepSpeedLearner(copy.deepcopy(base), LearnerConfig(micro_batch_size=6), lr=1e-3, device=CPU)

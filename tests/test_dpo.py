@@ -77,7 +77,7 @@ def test_dpo_loss_fn_micro_batches_sum_to_the_batch_mean():
     gen = torch.Generator().manual_seed(0)
     mask = torch.ones(4, 3)
     logprobs = -torch.rand(4, 3, generator=gen)
-    batch = TokenBatch(torch.zeros(4, 3, dtype=torch.long), torch.ones(4, 3), mask, {"ref_logprobs": -torch.rand(4, 3, generator=gen)})
+    batch = TokenBatch(torch.zeros(4, 3, dtype=torch.long), torch.ones(4, 3), mask, ref_logprobs=-torch.rand(4, 3, generator=gen))
     loss_fn = make_dpo_loss(DPOStage(type="dpo", beta=0.2), num_pairs=2)
     whole, _ = loss_fn(batch, logprobs, logprobs)
     first, _ = loss_fn(batch.select(slice(0, 2)), logprobs[:2], logprobs[:2])
@@ -117,7 +117,7 @@ def test_odd_micro_batch_size_still_keeps_pairs_together():
 
     pairs = [([5, 6, 7], [8, 9], [10]), ([11], [12, 13, 14], [15, 16]), ([17, 18], [19], [20, 21, 22])]
     batch = preference_batch(pairs, max_length=16, pad_id=0)
-    batch.extras["ref_logprobs"] = torch.zeros(batch.input_ids.shape)
+    batch.ref_logprobs = torch.zeros(batch.input_ids.shape)
     loss_fn = make_dpo_loss(DPOStage(type="dpo", beta=0.1), num_pairs=3)
     metrics = {}
     for micro_batch_size in (3, 6):

@@ -10,7 +10,8 @@ import pytest
 
 from rlkit.cli import main as cli
 from rlkit.config import RewardSpec
-from rlkit.eval.benchmarks import KNOWN, load_benchmark, resolve_benchmark
+from rlkit.data import load_benchmark
+from rlkit.eval.benchmarks import KNOWN, resolve_benchmark
 from rlkit.eval.evaluate import evaluate_benchmark
 from rlkit.eval.report import write_benchmark, write_summary
 from rlkit.rollout.base import Completion, SamplingParams

@@ -40,5 +40,5 @@ def test_k1_and_k3_are_unbiased_for_the_true_kl():
 
 
 def test_unknown_estimator():
-    with pytest.raises(ValueError, match="k1, k2 or k3"):
+    with pytest.raises(ValueError, match=r"unknown KL estimator 'k4' for algorithm\.kl_estimator \(expected one of k1, k2, k3\)"):
         kl_estimate(LOGP, REF, "k4")

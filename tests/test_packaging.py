@@ -23,4 +23,4 @@ def test_rewards_and_synth_import_from_the_rlkit_namespace():
     import rlkit.synth
 
     assert Path(rlkit.rewards.math.__file__).parent.name == "rewards"
-    assert rlkit.synth
+    assert Path(rlkit.synth.__file__).parent.name == "synth"

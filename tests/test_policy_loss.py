@@ -5,9 +5,10 @@ import math
 import pytest
 import torch
 
-from rlkit.algos.policy_loss import aggregate, clipped_surrogate
-from rlkit.algos.rl_loss import make_policy_loss
-from rlkit.algos.value import clipped_value_loss, explained_variance
+from rlkit.algos.loss_aggregation import aggregate
+from rlkit.algos.ppo_clip import clipped_surrogate
+from rlkit.algos.rl_objective import make_policy_loss
+from rlkit.algos.value_loss import clipped_value_loss, explained_variance
 from rlkit.config import AlgorithmConfig
 from rlkit.learner.base import TokenBatch
 
@@ -82,7 +83,7 @@ def test_explained_variance_by_hand_over_masked_tokens():
 
 def _batch(adv, old, ref, mask):
     ids = torch.zeros(mask.shape, dtype=torch.long)
-    return TokenBatch(ids, torch.ones_like(ids), mask, {"advantages": adv, "old_logprobs": old, "ref_logprobs": ref})
+    return TokenBatch(ids, torch.ones_like(ids), mask, advantages=adv, old_logprobs=old, ref_logprobs=ref)
 
 
 def test_policy_loss_fn_with_kl_and_entropy_by_hand():
@@ -120,7 +121,7 @@ def test_on_policy_batch_without_old_logprobs_has_ratio_one():
     mask = torch.tensor([[1.0, 1.0]])
     logp = torch.tensor([[LOG(0.5), LOG(0.2)]], requires_grad=True)
     batch = _batch(torch.tensor([[1.0, 1.0]]), logp.detach(), logp.detach(), mask)
-    del batch.extras["old_logprobs"]
+    batch.old_logprobs = None
     loss, _ = make_policy_loss(AlgorithmConfig(), 1, 2.0, 8)(batch, logp, torch.zeros(1, 2))
     loss.backward()
     assert float(loss.detach()) == pytest.approx(-1.0)

@@ -182,7 +182,7 @@ def test_two_rank_dpo_step_keeps_pairs_on_one_rank_and_matches_one_learner(runti
     batch = preference_batch(pairs, max_length=16, pad_id=0)
     reference = group.reference_policy()
     assert reference.kind == "frozen_copy"
-    batch.extras["ref_logprobs"], _ = reference.logprobs(batch)
+    batch.ref_logprobs, _ = reference.logprobs(batch)
     loss_fn = make_dpo_loss(DPOStage(type="dpo", beta=0.1), num_pairs=3)
     for _ in range(2):  # the second step moves the policy away from the reference
         ours, theirs = group.train_step(batch, loss_fn), single.train_step(batch, loss_fn)

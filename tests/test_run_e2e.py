@@ -97,7 +97,7 @@ def test_crash_then_resume_ends_with_the_same_weights_as_an_uninterrupted_run(tm
     import torch
     from safetensors.torch import load_file
 
-    from rlkit.metrics import MetricsLog
+    from rlkit.metrics_log import MetricsLog
 
     recipe = tmp_path / "r.yaml"
     recipe.write_text(

@@ -57,9 +57,10 @@ def test_temperature_schedule_rebalancing_and_length_filter_in_a_run(tmp_path, m
     assert [m["step"] for m in metrics if m["stage"] == "rl"] == [0, 1, 2, 3, 4]
 
 
-def test_rebalance_needs_a_group_estimator():
-    from rlkit.config import AlgorithmConfig, RolloutConfig
+def test_rebalance_needs_a_group_estimator(tmp_path):
     from rlkit.errors import ConfigError
 
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("stages: [{type: rl, algorithm: {advantage: rloo, rebalance: true}}]\n")
     with pytest.raises(ConfigError, match=r"key 'rl.algorithm.rebalance': needs advantage grpo or dr_grpo .* got 'rloo'"):
-        rl_module.check_algorithm(AlgorithmConfig(advantage="rloo", rebalance=True), RolloutConfig(), "rl")
+        load_config(recipe)

@@ -14,16 +14,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from rlkit.algos.critic import Critic
 from rlkit.config import RunConfig, dump_config, load_config
 from rlkit.data import PromptStream, load_samples
-from rlkit.learner import build_learner
 from rlkit.learner.base import pad_sequences
 from rlkit.learner.logprobs import sequence_logprobs
 from rlkit.models import load_model, load_tokenizer
-from rlkit.rollout.hf import HFEngine
-from rlkit.scoring.pool import RewardPool
-from rlkit.stages.rl import RLParts, rl_step
+from rlkit.stages.rl import build_rl_parts, rl_step
 from rlkit.stages.sft import pack_sequences
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_pack_sequences_layout():
     batch = pack_sequences([[1, 2, 3], [4, 5], [6, 7, 8, 9], [10]], [1, 1, 2, 0], max_length=5, pad_id=0)
     assert batch.input_ids.tolist() == [[1, 2, 3, 4, 5], [6, 7, 8, 9, 10]]
-    assert batch.extras["position_ids"].tolist() == [[0, 1, 2, 0, 1], [0, 1, 2, 3, 0]]
+    assert batch.position_ids.tolist() == [[0, 1, 2, 0, 1], [0, 1, 2, 3, 0]]
     assert batch.loss_mask.tolist() == [[0, 1, 1, 0, 1], [0, 0, 1, 1, 1]]
     padded = pack_sequences([[1, 2, 3], [4, 5, 6]], [0, 0], max_length=4, pad_id=0)
     assert padded.input_ids.tolist() == [[1, 2, 3], [4, 5, 6]]  # no two fit one row
@@ -49,7 +45,7 @@ def test_packed_logprobs_equal_unpacked():
     packed = pack_sequences(sequences, starts, max_length=16, pad_id=0)
     plain = pad_sequences(sequences, starts, pad_id=0)
     with torch.no_grad():
-        lp_packed, _ = sequence_logprobs(model, packed.input_ids, packed.attention_mask, position_ids=packed.extras["position_ids"])
+        lp_packed, _ = sequence_logprobs(model, packed.input_ids, packed.attention_mask, position_ids=packed.position_ids)
         lp_plain, _ = sequence_logprobs(model, plain.input_ids, plain.attention_mask)
     assert torch.allclose(lp_packed[packed.loss_mask.bool()], lp_plain[plain.loss_mask.bool()], atol=1e-5)
 
@@ -75,12 +71,8 @@ def make_parts(tmp_path: Path, algorithm: dict, n: int = 4, max_new_tokens: int 
     )
     torch.manual_seed(0)
     tokenizer, model = load_tokenizer(config.model), load_model(config.model)
-    stage, alg = config.stages[0], config.stages[0].algorithm
-    cpu = torch.device("cpu")
-    critic = Critic(model, alg.critic_lr, 64, 1.0, cpu) if alg.advantage == "gae" else None
-    learner = build_learner(config, model, stage.lr, cpu)
-    reference = learner.reference_policy() if alg.kl_coef > 0 else None
-    parts = RLParts(HFEngine(model, tokenizer), learner, RewardPool(config.rewards), tokenizer, reference, critic)
+    stage = config.stages[0]
+    parts = build_rl_parts(config, stage, model, tokenizer, torch.device("cpu"))
     stream = PromptStream(load_samples(stage.data.model_copy(update={"size": 64})), seed=0)
     return parts, stage, config.rollout, stream, model
 
@@ -255,7 +247,7 @@ def test_tiny_entropy_only_raises_entropy(sft_output, tmp_path):
 
 
 def test_critic_state_is_checkpointed(tmp_path):
-    from rlkit.algos.critic import LearnerWithCritic
+    from rlkit.learner.critic import Critic, LearnerWithCritic
 
     parts, stage, rollout, stream, model = make_parts(tmp_path, {"advantage": "gae", "critic_lr": 1e-3})
     step(parts, stage, rollout, stream)

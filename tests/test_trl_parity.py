@@ -17,7 +17,7 @@ import torch
 trl = pytest.importorskip("trl")
 
 from rlkit.algos.dpo_loss import dpo_loss
-from rlkit.algos.rl_loss import make_policy_loss
+from rlkit.algos.rl_objective import make_policy_loss
 from rlkit.config import AlgorithmConfig
 from rlkit.learner.base import TokenBatch
 from rlkit.learner.logprobs import sequence_logprobs
@@ -130,11 +130,9 @@ def test_grpo_loss_matches_trl(grpo_trainer, inputs, trl_loss, loss_agg, beta, r
         ids,
         attention,
         loss_mask,
-        {
-            "advantages": inputs["advantages"][:, None] * loss_mask,
-            "old_logprobs": torch.cat([pad, old], dim=1),
-            "ref_logprobs": torch.cat([pad, ref], dim=1),
-        },
+        advantages=inputs["advantages"][:, None] * loss_mask,
+        old_logprobs=torch.cat([pad, old], dim=1),
+        ref_logprobs=torch.cat([pad, ref], dim=1),
     )
     alg = AlgorithmConfig(
         loss_agg=loss_agg, clip_low=clip_low, clip_high=clip_high, kl_coef=beta, kl_estimator="k3",

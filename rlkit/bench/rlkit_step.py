@@ -10,10 +10,7 @@ import torch
 
 from rlkit.bench.workload import Workload, build_policy, build_tokenizer, prompt_samples
 from rlkit.config import RunConfig
-from rlkit.learner import build_learner
-from rlkit.rollout import build_engine
-from rlkit.scoring.pool import RewardPool
-from rlkit.stages.rl import RLParts, rl_step
+from rlkit.stages.rl import build_rl_parts, rl_step
 
 PHASES = ("generate", "logprobs", "train", "sync")
 
@@ -45,13 +42,11 @@ def run_rlkit(w: Workload, device: torch.device, steps: int, warmup: int, fast_e
     model = build_policy(w, device)
     tokenizer = build_tokenizer(w)
     stage = config.stages[0]
-    learner = build_learner(config, model, stage.lr, device)
-    engine = build_engine(config, model, tokenizer)
+    parts = build_rl_parts(config, stage, model, tokenizer, device)
+    learner, engine, scorer = parts.learner, parts.engine, parts.scorer
     engine.stop_ids = set()  # every sample runs to the completion limit, as the workload says
     if fast_engine and compile_decode is not None:
         engine.compile = compile_decode
-    scorer = RewardPool(config.rewards)
-    parts = RLParts(engine, learner, scorer, tokenizer, reference=None)
     prompts = prompt_samples(w)
     records = []
     try:

@@ -71,14 +71,9 @@ def _check_args(args: argparse.Namespace) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from rlkit.data import load_benchmark
     from rlkit.errors import ConfigError
-    from rlkit.eval.benchmarks import (
-        check_gold_answers,
-        default_data_dir,
-        load_benchmark,
-        resolve_benchmark,
-        split_specs,
-    )
+    from rlkit.eval.benchmarks import check_gold_answers, default_data_dir, resolve_benchmark, split_specs
     from rlkit.eval.evaluate import evaluate_benchmark, sampling_for
     from rlkit.eval.report import write_benchmark, write_summary
 

@@ -1,4 +1,4 @@
-"""`rlkit run RECIPE [KEY=VALUE ...] [--output-dir DIR] [--resume] [--dry-run]`."""
+"""`rlkit run RECIPE [KEY=VALUE ...] [--output-dir DIR] [--resume] [--dry-run] [--explain KEY]`."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from rlkit.config import dump_config, load_config
+from rlkit.config import dump_config, explain, load_config
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -17,6 +17,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--output-dir", "-o", type=Path, help="run directory (default runs/<recipe>-<time>)")
     p.add_argument("--resume", action="store_true", help="continue the run in --output-dir from its last checkpoint")
     p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
+    p.add_argument("--explain", metavar="KEY", help="print a key's help text, default and the value this recipe resolves to, and exit")
     p.set_defaults(func=main)
 
 
@@ -29,6 +30,9 @@ def main(args: argparse.Namespace) -> int:
     config = load_config(args.recipe, overrides)
     if args.resume and args.output_dir is not None and (args.output_dir / "config.yaml").exists() and not overrides:
         config = load_config(args.output_dir / "config.yaml")  # resume exactly what was run
+    if args.explain:
+        print(explain(config, args.explain))
+        return 0
     if args.dry_run:
         sys.stdout.write(dump_config(config))
         return 0

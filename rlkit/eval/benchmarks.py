@@ -17,7 +17,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from rlkit.config import DataConfig
 from rlkit.errors import ConfigError
 
 DATA_DIR_ENV = "RLKIT_DATA_DIR"
@@ -114,19 +113,6 @@ def _with_known_defaults(bench: Benchmark) -> Benchmark:
         title, n, temperature = KNOWN[bench.name]
         return replace(bench, title=title, n=n, temperature=temperature)
     return bench
-
-
-def load_benchmark(bench: Benchmark, template: str = "auto", limit: int | None = None) -> list[dict[str, Any]]:
-    """The benchmark's samples (prompt as chat messages, other fields kept for the reward)."""
-    from rlkit.data import load_samples
-
-    if template != "auto":
-        from rlkit.templates import TEMPLATES
-
-        if template not in TEMPLATES:
-            raise ConfigError(f"unknown template '{template}': expected auto or one of {', '.join(TEMPLATES)}")
-    data = DataConfig(source=bench.source, split="test", limit=limit, shuffle=False, template=template, size=200)
-    return load_samples(data)
 
 
 def check_gold_answers(bench: Benchmark, samples: list[dict[str, Any]]) -> None:

@@ -1,21 +1,23 @@
-"""Evaluate a policy on one benchmark: generate k samples per problem, score them, summarize.
+"""Evaluate a policy: generate samples per problem in batches, score them, summarize.
 
-The engine is any RolloutEngine (HF or vLLM); the scorer is a RewardPool holding the correctness
-reward. A sample is correct when its score is above 0.5 (the math reward gives 1 or 0).
+One generation loop (`generate_scored`) serves two summaries: `evaluate_accuracy`, the held-out
+accuracy a run prints (greedy, the mean correctness score), and `evaluate_benchmark`, a benchmark's
+avg@k / pass@k / maj@k (a sample is correct when its score is above 0.5; the math reward gives 1 or 0).
+The engine is any RolloutEngine (HF or vLLM); the scorer is a RewardPool holding the correctness reward.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from rlkit.eval.benchmarks import Benchmark
-from rlkit.eval.metrics import avg_at_k, maj_at_k, mean_pass_at_k, pass_ks
+from rlkit.eval.scores import avg_at_k, maj_at_k, mean_pass_at_k, pass_ks
 from rlkit.models import encode_prompt
 from rlkit.rollout.base import Completion, RolloutEngine, SamplingParams
-from rlkit.scoring.pool import RewardPool
+from rlkit.scoring.pool import RewardBatch, RewardPool
 
 
 @dataclass
@@ -88,6 +90,46 @@ def math_equivalence(timeout: float = 3) -> Callable[[str, str], bool]:
     return equivalent
 
 
+def generate_scored(
+    engine: RolloutEngine, tokenizer, samples: list[dict[str, Any]], scorer: RewardPool, sampling: SamplingParams, batch_size: int  # noqa: ANN001
+) -> Iterator[tuple[list[Completion], RewardBatch]]:
+    """`sampling.n` completions per sample, `batch_size` prompts per generate call, each batch scored;
+    a completion's `prompt_index` indexes `samples`."""
+    for start in range(0, len(samples), batch_size):
+        chunk = samples[start : start + batch_size]
+        generated = engine.generate([encode_prompt(tokenizer, s["prompt"]) for s in chunk], sampling)
+        scored = scorer.score([c.text for c in generated], [chunk[c.prompt_index] for c in generated])
+        for completion in generated:
+            completion.prompt_index += start  # index into `samples`, not into the chunk
+        yield generated, scored
+
+
+def evaluate_accuracy(
+    engine: RolloutEngine,
+    tokenizer,  # noqa: ANN001
+    samples: list[dict[str, Any]],
+    scorer: RewardPool,
+    max_new_tokens: int,
+    batch_size: int = 256,
+) -> dict[str, float]:
+    """Held-out accuracy: greedy decoding, the mean correctness score over the samples."""
+    sampling = SamplingParams(n=1, temperature=0.0, max_new_tokens=max_new_tokens)
+    correct, lengths, truncated = 0.0, 0, 0
+    by_category: dict[str, list[float]] = {}  # tiny-world rows (and any data with a `category` field)
+    for completions, scored in generate_scored(engine, tokenizer, samples, scorer, sampling, batch_size):
+        correct += sum(scored.total)
+        for completion, score in zip(completions, scored.total):
+            if isinstance(category := samples[completion.prompt_index].get("category"), str):
+                by_category.setdefault(category, []).append(score)
+        lengths += sum(len(c.response_ids) for c in completions)
+        truncated += sum(c.finish_reason == "length" for c in completions)
+    n = len(samples)
+    result = {"accuracy": correct / n, "mean_response_length": lengths / n, "truncated": truncated / n, "count": n}
+    if len(by_category) > 1:
+        result.update({f"accuracy/{name}": sum(scores) / len(scores) for name, scores in sorted(by_category.items())})
+    return result
+
+
 def evaluate_benchmark(
     engine: RolloutEngine,
     tokenizer,  # noqa: ANN001
@@ -104,12 +146,7 @@ def evaluate_benchmark(
     verdict_scores: list[float] = []
     infos: list[dict[str, Any]] = []
     errors = timeouts = 0
-    for start in range(0, len(samples), batch_size):
-        chunk = samples[start : start + batch_size]
-        generated = engine.generate([encode_prompt(tokenizer, s["prompt"]) for s in chunk], sampling)
-        scored = scorer.score([c.text for c in generated], [chunk[c.prompt_index] for c in generated])
-        for completion in generated:
-            completion.prompt_index += start  # index into `samples`, not into the chunk
+    for generated, scored in generate_scored(engine, tokenizer, samples, scorer, sampling, batch_size):
         completions += generated
         verdict_scores += scored.total
         errors += scored.errors

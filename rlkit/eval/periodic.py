@@ -12,7 +12,8 @@ from __future__ import annotations
 from typing import Any
 
 from rlkit.config import EvalConfig
-from rlkit.eval.benchmarks import TINY, Benchmark, check_gold_answers, load_benchmark, resolve_benchmarks
+from rlkit.data import load_benchmark
+from rlkit.eval.benchmarks import TINY, Benchmark, check_gold_answers, resolve_benchmarks
 from rlkit.eval.evaluate import evaluate_benchmark, sampling_for
 from rlkit.rollout.base import RolloutEngine
 from rlkit.scoring.pool import RewardPool

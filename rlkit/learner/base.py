@@ -3,36 +3,50 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, replace
-from typing import Protocol
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Protocol
 
 import torch
+
+if TYPE_CHECKING:
+    from rlkit.learner.reference import ReferencePolicy
+
+
+# The per-token tensors a batch may carry besides ids and masks, all [B, L] and aligned with input_ids.
+OPTIONAL_TENSORS = ("position_ids", "advantages", "old_logprobs", "ref_logprobs", "old_values", "returns")
 
 
 @dataclass
 class TokenBatch:
     """Right-padded sequences (prompt + response). Per-token tensors are aligned with `input_ids`:
     `loss_mask[b, t] = 1` when token t is a response token that the loss sees, and
-    per-token logprobs at t are log p(input_ids[t] | input_ids[:t])."""
+    per-token logprobs at t are log p(input_ids[t] | input_ids[:t]).
+
+    The optional tensors are filled by the stage that needs them: the RL step writes advantages,
+    old_logprobs (when the update is off-policy), ref_logprobs (KL), old_values and returns (critic);
+    DPO writes ref_logprobs; SFT packing writes position_ids."""
 
     input_ids: torch.Tensor  # [B, L] long
     attention_mask: torch.Tensor  # [B, L]
     loss_mask: torch.Tensor  # [B, L] float
-    extras: dict[str, torch.Tensor] = field(default_factory=dict)  # advantages, old_logprobs, ref_logprobs, ...
+    position_ids: torch.Tensor | None = None  # [B, L] restarting per packed sample; None = 0..L-1
+    advantages: torch.Tensor | None = None  # [B, L] zero outside loss_mask
+    old_logprobs: torch.Tensor | None = None  # [B, L] the policy's before the update (the ratio's denominator)
+    ref_logprobs: torch.Tensor | None = None  # [B, L] the KL / DPO reference's
+    old_values: torch.Tensor | None = None  # [B, L] the critic's values the advantages were computed with
+    returns: torch.Tensor | None = None  # [B, L] the critic's regression target
     # consecutive rows that must stay in one micro-batch and on one rank: 2 for DPO's (chosen, rejected)
     row_group: int = 1
 
     def __len__(self) -> int:
         return self.input_ids.shape[0]
 
+    def _map(self, fn) -> TokenBatch:  # noqa: ANN001 - fn: Tensor -> Tensor, applied to every tensor present
+        tensors = {name: getattr(self, name) for name in ("input_ids", "attention_mask", "loss_mask", *OPTIONAL_TENSORS)}
+        return replace(self, **{name: fn(t) for name, t in tensors.items() if t is not None})
+
     def select(self, index: slice | torch.Tensor | tuple) -> TokenBatch:
-        return TokenBatch(
-            self.input_ids[index],
-            self.attention_mask[index],
-            self.loss_mask[index],
-            {k: v[index] for k, v in self.extras.items()},
-            self.row_group,
-        )
+        return self._map(lambda t: t[index])
 
     def row_splits(self, parts: int) -> list[torch.Tensor]:
         """Row indices of `parts` contiguous, near-equal pieces that never cut a row group (some may be empty)."""
@@ -42,8 +56,7 @@ class TokenBatch:
         return [chunk.flatten() for chunk in groups.tensor_split(parts)]
 
     def to(self, device: torch.device | str) -> TokenBatch:
-        moved = {name: getattr(self, name).to(device) for name in ("input_ids", "attention_mask", "loss_mask")}
-        return replace(self, **moved, extras={k: v.to(device) for k, v in self.extras.items()})
+        return self._map(lambda t: t.to(device))
 
 
 def pad_sequences(sequences: list[list[int]], loss_starts: list[int], pad_id: int) -> TokenBatch:
@@ -72,6 +85,9 @@ class Learner(Protocol):
 
     def named_weights(self) -> Iterable[tuple[str, torch.Tensor]]:
         """Full weights for the rollout engine (merged when training adapters)."""
+
+    def reference_policy(self) -> ReferencePolicy:
+        """The frozen starting policy for KL and DPO; taken before the first train_step."""
 
     def save(self, directory: str) -> None: ...
 

@@ -160,7 +160,7 @@ class DeepSpeedLearner:
         row = 0
         for micro, real in self._micro_batches(batch):
             micro = micro.to(self.device)
-            lp, ent = self.engine(micro.input_ids, micro.attention_mask, with_entropy, micro.extras.get("position_ids"))
+            lp, ent = self.engine(micro.input_ids, micro.attention_mask, with_entropy, micro.position_ids)
             if not real:
                 continue
             rows, width = lp.shape
@@ -178,7 +178,7 @@ class DeepSpeedLearner:
         for index, (micro, real) in enumerate(micro_batches):
             micro = micro.to(self.device)
             self.engine.set_gradient_accumulation_boundary(index == len(micro_batches) - 1)
-            logprobs, entropy = self.engine(micro.input_ids, micro.attention_mask, True, micro.extras.get("position_ids"))
+            logprobs, entropy = self.engine(micro.input_ids, micro.attention_mask, True, micro.position_ids)
             loss, metrics = loss_fn(micro, logprobs.float(), entropy.float())
             if not real:
                 loss = loss * 0.0  # a placeholder pass: no gradient, only the collectives

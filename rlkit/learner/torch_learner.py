@@ -55,7 +55,7 @@ class TorchLearner:
     def _forward(self, micro: TokenBatch, with_entropy: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
         return sequence_logprobs(
             self.model, micro.input_ids, micro.attention_mask, with_entropy, self.config.logprob_chunk_size,
-            position_ids=micro.extras.get("position_ids"),  # packed sequences (SFT packing)
+            position_ids=micro.position_ids,  # packed sequences (SFT packing)
             compile_body=self.config.compile,
         )
 

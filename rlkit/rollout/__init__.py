@@ -14,7 +14,7 @@ def build_engine(config, model, tokenizer) -> RolloutEngine:  # noqa: ANN001 - c
     if config.rollout.engine == "hf":
         from rlkit.rollout.hf import HFEngine
 
-        return HFEngine(model, tokenizer, static_cache=config.rollout.static_cache)
+        return HFEngine(model, tokenizer)
     if config.rollout.engine == "vllm":
         from rlkit.rollout.vllm_engine import VLLMEngine
 

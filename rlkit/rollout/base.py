@@ -47,3 +47,6 @@ class RolloutEngine(Protocol):
 
     def wake(self) -> None:
         """Take memory back before the next generate."""
+
+    def close(self) -> None:
+        """Give back what the engine holds (vLLM keeps its `gpu_memory_utilization` share until closed)."""

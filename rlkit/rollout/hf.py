@@ -101,11 +101,13 @@ class InProcessEngine:
     def wake(self) -> None:
         pass
 
+    def close(self) -> None:
+        pass  # the model is the learner's; nothing of the engine's own to free
+
 
 class HFEngine(InProcessEngine):
-    def __init__(self, model: PreTrainedModel, tokenizer, static_cache: bool = False, batch_size: int = 512):  # noqa: ANN001
+    def __init__(self, model: PreTrainedModel, tokenizer, batch_size: int = 512):  # noqa: ANN001
         self.model, self.tokenizer = model, tokenizer
-        self.static_cache = static_cache
         self.batch_size = batch_size  # max prompts x samples per generate call
         self.stop_ids = {tokenizer.eos_token_id}
 
@@ -137,7 +139,6 @@ class HFEngine(InProcessEngine):
             num_return_sequences=sampling.n,
             pad_token_id=pad,
             eos_token_id=sorted(self.stop_ids),
-            cache_implementation="static" if self.static_cache else None,
         )
         was_training = self.model.training
         self.model.eval()

@@ -20,6 +20,7 @@ from rlkit.rollout.base import Completion, SamplingParams
 
 # Metrics every rank reports identically (taken from rank 0); the rest are batch-normalized parts, summed.
 REPLICATED_METRICS = ("grad_norm", "lr")
+ENGINE_SEED_STRIDE = 7919  # a prime: engine i samples with seed + i * stride, so engines draw different samples
 
 
 class WorkerDied(RlkitError):
@@ -121,7 +122,7 @@ class LearnerGroup:
 class RolloutGroup:
     """Prompts are split into contiguous chunks, one per engine; completions come back in prompt order."""
 
-    def __init__(self, workers: list[tuple[str, Any]], sync_from_learner: Callable[[Any], None]):
+    def __init__(self, workers: list[tuple[str, Any]], sync_from_learner: Callable[[], None]):
         self.workers = workers
         self._sync_from_learner = sync_from_learner
 
@@ -130,7 +131,7 @@ class RolloutGroup:
         calls = []
         for index, rows in enumerate(chunks):
             name, worker = self.workers[index]
-            seed = None if sampling.seed is None else sampling.seed + 7919 * index  # engines draw different samples
+            seed = None if sampling.seed is None else sampling.seed + ENGINE_SEED_STRIDE * index  # engines draw different samples
             calls.append((name, worker.generate.remote([prompts[i] for i in rows], dataclasses.replace(sampling, seed=seed))))
         out: list[Completion] = []
         for rows, completions in zip(chunks, gather(calls)):
@@ -141,7 +142,7 @@ class RolloutGroup:
 
     def update_weights(self, named_tensors: Any) -> None:
         if isinstance(named_tensors, GroupWeights):
-            self._sync_from_learner(named_tensors.group)  # actor to actor; the weights never pass the driver
+            self._sync_from_learner()  # actor to actor; the weights never pass the driver
             return
         import ray
 
@@ -157,6 +158,9 @@ class RolloutGroup:
 
     def wake(self) -> None:
         gather([(name, w.wake.remote()) for name, w in self.workers])
+
+    def close(self) -> None:
+        pass  # the engine actors serve every stage; the runtime stops them at shutdown
 
 
 class RemoteRewardPool:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -159,7 +160,7 @@ class RayRuntime:
         return RemoteRewardPool(REWARD_ACTOR, self.reward)
 
     # ------------------------------------------------------------------ weight sync
-    def _sync_from_learner(self, group: LearnerGroup) -> None:
+    def _sync_from_learner(self) -> None:
         if self.layout.colocate:
             gather([(name, h.sync_engine.remote()) for name, h in self.learners])
             return
@@ -212,10 +213,9 @@ def last_checkpoint(run_dir: Path) -> Path | None:
     return max(found, key=lambda p: p.stat().st_mtime) if found else None
 
 
-def run_recipe_on_ray(config: RunConfig, run_dir: Path, resume: bool) -> dict[str, Any]:
-    """What `rlkit.runner.run_recipe` calls for `runtime: ray`."""
-    from rlkit.runner import run_stages_here
-
+def run_recipe_on_ray(config: RunConfig, run_dir: Path, resume: bool, run_stages_here: Callable[..., dict[str, Any]]) -> dict[str, Any]:
+    """What `rlkit.runner.run_recipe` calls for `runtime: ray`; it passes its `run_stages_here`, which
+    runs the stages with this runtime's actors behind the seams (passed, so this module never imports the runner)."""
     started = time.time()
     runtime = RayRuntime(config)
     try:

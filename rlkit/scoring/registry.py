@@ -29,11 +29,6 @@ BUILTIN = {
 }
 
 
-def register(name: str, target: str) -> None:
-    """Make `target` ('pkg.module:fn') available under a short name."""
-    BUILTIN[name] = target
-
-
 def reward_target(spec: str) -> str:
     """'math' -> 'rlkit.rewards.math:math_reward'; other specs are already targets."""
     target = BUILTIN.get(spec, spec)

@@ -8,17 +8,21 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from rlkit.checkpoint import atomic_dir, atomic_write_text, latest_checkpoint, load_checkpoint, save_checkpoint
 from rlkit.config import RunConfig, StageBase
 from rlkit.data import PromptStream
-from rlkit.evaluation import evaluate_accuracy
-from rlkit.metrics import MetricsLog, StageProgress
+from rlkit.eval.evaluate import evaluate_accuracy
+from rlkit.metrics_log import MetricsLog, StageProgress
 from rlkit.rollout.base import RolloutEngine
 from rlkit.scoring.pool import RewardPool
+
+if TYPE_CHECKING:
+    from rlkit.eval.periodic import BenchmarkEvaluator
+    from rlkit.runtime.ray_runtime import RayRuntime
 
 
 class Interrupted(Exception):
@@ -43,8 +47,8 @@ class StageContext:
     eval_samples: list[dict[str, Any]] = field(default_factory=list)
     eval_scorer: RewardPool | None = None
     engine: RolloutEngine | None = None
-    benchmark_evaluator: Any = None  # rlkit.eval.periodic.BenchmarkEvaluator, built on the first evaluate()
-    runtime: Any = None  # rlkit.runtime.ray_runtime.RayRuntime under `runtime: ray`; None = everything in this process
+    benchmark_evaluator: BenchmarkEvaluator | None = None  # built on the first evaluate()
+    runtime: RayRuntime | None = None  # under `runtime: ray`; None = everything in this process
 
     def __post_init__(self) -> None:
         self.metrics = MetricsLog(self.run_dir / "metrics.jsonl")

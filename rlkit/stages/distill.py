@@ -39,7 +39,7 @@ def run_distill(ctx: StageContext, stage: DistillStage) -> dict[str, int]:
     from rlkit.generation import build_generator
     from rlkit.generation.sample_and_score import failures_path, sample_and_score
 
-    problems = load_samples(stage.data, ctx.config.seed)
+    problems = load_samples(stage.data)
     spec = verifying_reward(ctx, stage)
     check_samples([spec], problems, stage.data.source)  # a problem without a gold answer, before any request
     samples_path = ctx.stage_dir(stage) / "samples.jsonl"

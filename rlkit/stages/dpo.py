@@ -52,14 +52,14 @@ def preference_batch(pairs: list[tuple[list[int], list[int], list[int]]], max_le
 
 
 def make_dpo_loss(stage: DPOStage, num_pairs: int) -> LossFn:
-    """Mean pair loss over the whole batch; reads `ref_logprobs` from the extras."""
+    """Mean pair loss over the whole batch; reads the batch's `ref_logprobs`."""
 
     def loss_fn(batch: TokenBatch, logprobs: torch.Tensor, entropy: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         if len(batch) % 2:
             raise ValueError(f"a DPO micro-batch of {len(batch)} rows split a (chosen, rejected) pair; build batches with preference_batch (row_group 2)")
         mask = batch.loss_mask
         seq = (logprobs * mask).sum(1)
-        ref = (batch.extras["ref_logprobs"] * mask).sum(1)
+        ref = (batch.ref_logprobs * mask).sum(1)
         lengths = mask.sum(1)
         loss, chosen_reward, rejected_reward = dpo_loss(
             seq[0::2], seq[1::2], ref[0::2], ref[1::2], stage.beta, stage.loss, lengths[0::2], lengths[1::2]
@@ -78,7 +78,7 @@ def make_dpo_loss(stage: DPOStage, num_pairs: int) -> LossFn:
 
 
 def run_dpo(ctx: StageContext, stage: DPOStage) -> None:
-    samples = load_samples(stage.data, ctx.config.seed)
+    samples = load_samples(stage.data)
     stream = PromptStream(samples, ctx.config.seed, stage.data.shuffle)
     # the learner and the reference live where the runtime puts them (Ray actors under runtime: ray);
     # the reference is the policy as the stage starts (under LoRA: the same module, adapter disabled)
@@ -88,7 +88,7 @@ def run_dpo(ctx: StageContext, stage: DPOStage) -> None:
 
     def train_on(pairs: list[tuple[list[int], list[int], list[int]]]) -> dict[str, float]:
         batch = preference_batch(pairs, stage.max_length, tokenizer.pad_token_id)
-        batch.extras["ref_logprobs"], _ = reference.logprobs(batch)
+        batch.ref_logprobs, _ = reference.logprobs(batch)
         metrics = learner.train_step(batch, make_dpo_loss(stage, len(pairs)))
         ctx.engine.update_weights(learner.named_weights())  # free when the engine shares the module
         return metrics

@@ -7,29 +7,22 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
 
-from rlkit.algos.advantages import (
-    gae_advantages,
-    group_normalized_advantages,
-    masked_whiten,
-    reinforce_pp_advantages,
-    rloo_advantages,
-    token_rewards,
-)
-from rlkit.algos.critic import Critic, LearnerWithCritic
+from rlkit.algos.advantage_estimators import ADVANTAGE_ESTIMATORS, AdvantageInputs
+from rlkit.algos.advantages import token_rewards
 from rlkit.algos.kl import kl_estimate
-from rlkit.algos.rebalance import kept_group_advantages, rebalanced_keep
-from rlkit.algos.rl_loss import make_policy_loss
+from rlkit.algos.rebalance import rebalanced_keep
+from rlkit.algos.rl_objective import make_policy_loss
 from rlkit.algos.sampling import groups_with_signal, overlong_mask
-from rlkit.algos.value import explained_variance
-from rlkit.config import AlgorithmConfig, RLStage, RolloutConfig
+from rlkit.algos.value_loss import explained_variance
+from rlkit.config import AlgorithmConfig, RLStage, RolloutConfig, RunConfig
 from rlkit.data import PromptStream, load_samples
-from rlkit.errors import ConfigError
 from rlkit.learner.base import Learner, TokenBatch, pad_sequences
+from rlkit.learner.critic import Critic, LearnerWithCritic
 from rlkit.learner.reference import ReferencePolicy
 from rlkit.models import encode_prompt
 from rlkit.rollout.base import Completion, RolloutEngine, SamplingParams
@@ -37,6 +30,11 @@ from rlkit.scoring.pool import RewardPool
 from rlkit.scoring.registry import check_samples
 from rlkit.stages.context import StageContext, run_steps
 from rlkit.stages.length_filter import filter_by_length_spread
+
+# Sampling seeds: step t of a run with seed s samples with s * STEP_SEED_STRIDE + t, and dynamic sampling's
+# round r of that step adds r * ROUND_SEED_STRIDE; both primes, so runs, steps and rounds draw apart.
+STEP_SEED_STRIDE = 100003
+ROUND_SEED_STRIDE = 7919
 
 
 @dataclass
@@ -46,7 +44,47 @@ class RLParts:
     scorer: RewardPool
     tokenizer: Any
     reference: ReferencePolicy | None  # the KL reference: the policy the stage started from (`learner.reference_policy()`)
-    critic: Critic | None = None  # PPO's value model (advantage: gae)
+    critic: Critic | None = None  # PPO's value model (an estimator with needs_critic)
+
+    def checkpointed(self) -> Learner:
+        """What a checkpoint saves: the learner, with the critic when there is one."""
+        return self.learner if self.critic is None else LearnerWithCritic(self.learner, self.critic)
+
+
+def build_rl_parts(
+    config: RunConfig,
+    stage: RLStage,
+    model: torch.nn.Module,
+    tokenizer: Any,
+    device: torch.device,
+    *,
+    engine: RolloutEngine | None = None,
+    make_learner: Callable[[], Learner] | None = None,
+    scorer: RewardPool | None = None,
+) -> RLParts:
+    """The parts of one RL stage. The stage context passes the engine, learner and scorer its runtime
+    places; a program that passes none gets the in-process ones built from `config`. The learner comes
+    from a factory because it is built after the critic: LoRA injects adapters into `model` in place,
+    and the critic copies the transformer without them."""
+    alg, learner_cfg = stage.algorithm, config.learner
+    critic = None
+    if ADVANTAGE_ESTIMATORS.get(alg.advantage).needs_critic:  # the value model starts from the policy's own transformer
+        critic = Critic(model, alg.critic_lr, learner_cfg.micro_batch_size, learner_cfg.max_grad_norm, device)
+    if make_learner is None:
+        from rlkit.learner import build_learner
+
+        learner = build_learner(config, model, stage.lr, device, stage.warmup_steps)
+    else:
+        learner = make_learner()
+    # taken before the first step: under LoRA the base with the adapter off, else a frozen copy
+    reference = learner.reference_policy() if alg.kl_coef > 0 else None
+    if engine is None:
+        from rlkit.rollout import build_engine
+
+        engine = build_engine(config, model, tokenizer)
+    if scorer is None:
+        scorer = RewardPool(config.rewards, config.reward.workers, config.reward.timeout)
+    return RLParts(engine=engine, learner=learner, scorer=scorer, tokenizer=tokenizer, reference=reference, critic=critic)
 
 
 @dataclass
@@ -63,12 +101,9 @@ class Rollouts:
     groups_seen: int = 0
 
 
-def completions_to_batch(completions: list[Completion], advantages: torch.Tensor, pad_id: int) -> TokenBatch:
-    batch = pad_sequences(
-        [c.prompt_ids + c.response_ids for c in completions], [len(c.prompt_ids) for c in completions], pad_id
-    )
-    batch.extras["advantages"] = advantages.float()[:, None].expand_as(batch.loss_mask).contiguous()
-    return batch
+def completions_to_batch(completions: list[Completion], pad_id: int) -> TokenBatch:
+    """Prompt + response of each completion, right-padded; the loss sees the response tokens."""
+    return pad_sequences([c.prompt_ids + c.response_ids for c in completions], [len(c.prompt_ids) for c in completions], pad_id)
 
 
 def rollout_at(rollout: RolloutConfig, step: int, total_steps: int) -> RolloutConfig:
@@ -80,46 +115,38 @@ def sampling_params(rollout: RolloutConfig, seed: int) -> SamplingParams:
     return SamplingParams(n=rollout.n, temperature=rollout.temperature, top_p=rollout.top_p, max_new_tokens=rollout.max_new_tokens, seed=seed)
 
 
-def check_algorithm(alg: AlgorithmConfig, rollout: RolloutConfig, where: str) -> None:
-    """Combinations the schema cannot express one field at a time."""
-    if alg.entropy_only and not alg.entropy_coef:
-        raise ConfigError(f"key '{where}.algorithm.entropy_only': needs a non-zero algorithm.entropy_coef (the only term left)")
-    if alg.advantage in ("grpo", "dr_grpo", "rloo") and rollout.n < 2:
-        raise ConfigError(f"key 'rollout.n': advantage '{alg.advantage}' compares samples of a prompt; expected n >= 2, got {rollout.n}")
-    if alg.kl_in_reward and alg.kl_coef <= 0:
-        raise ConfigError(f"key '{where}.algorithm.kl_in_reward': needs algorithm.kl_coef > 0")
-    if alg.rebalance and alg.advantage not in ("grpo", "dr_grpo"):
-        raise ConfigError(f"key '{where}.algorithm.rebalance': needs advantage grpo or dr_grpo (group statistics over the kept samples), got '{alg.advantage}'")
-
-
 def generate_and_score(parts: RLParts, rollout: RolloutConfig, prompts: list[dict[str, Any]], seed: int) -> Rollouts:
     prompt_ids = [encode_prompt(parts.tokenizer, p["prompt"]) for p in prompts]
     completions = parts.engine.generate(prompt_ids, sampling_params(rollout, seed))
     samples = [prompts[c.prompt_index] for c in completions]
     scored = parts.scorer.score([c.text for c in completions], samples)
     reward = torch.tensor(scored.total, dtype=torch.float)
-    return Rollouts(completions, samples, reward, scored.per_reward, scored.errors, scored.timeouts, 1, len(prompts))
+    return Rollouts(completions=completions, samples=samples, reward=reward, per_reward=scored.per_reward,
+                    errors=scored.errors, timeouts=scored.timeouts, rounds=1, groups_seen=len(prompts))
 
 
 def keep_groups(rollouts: Rollouts, keep: torch.Tensor, n: int) -> Rollouts:
     """The rollouts of the groups where `keep` [num_groups] is True."""
     rows = [i for i in range(len(rollouts.completions)) if keep[i // n]]
-    return Rollouts(
-        [rollouts.completions[i] for i in rows],
-        [rollouts.samples[i] for i in rows],
-        rollouts.reward[rows],
-        {name: [scores[i] for i in rows] for name, scores in rollouts.per_reward.items()},
-        rollouts.errors, rollouts.timeouts, rollouts.rounds, rollouts.groups_seen,
+    return replace(
+        rollouts,
+        completions=[rollouts.completions[i] for i in rows],
+        samples=[rollouts.samples[i] for i in rows],
+        reward=rollouts.reward[rows],
+        per_reward={name: [scores[i] for i in rows] for name, scores in rollouts.per_reward.items()},
     )
 
 
 def join_rollouts(a: Rollouts, b: Rollouts) -> Rollouts:
     return Rollouts(
-        a.completions + b.completions,
-        a.samples + b.samples,
-        torch.cat([a.reward, b.reward]),
-        {name: a.per_reward.get(name, []) + b.per_reward.get(name, []) for name in {*a.per_reward, *b.per_reward}},
-        a.errors + b.errors, a.timeouts + b.timeouts, a.rounds + b.rounds, a.groups_seen + b.groups_seen,
+        completions=a.completions + b.completions,
+        samples=a.samples + b.samples,
+        reward=torch.cat([a.reward, b.reward]),
+        per_reward={name: a.per_reward.get(name, []) + b.per_reward.get(name, []) for name in {*a.per_reward, *b.per_reward}},
+        errors=a.errors + b.errors,
+        timeouts=a.timeouts + b.timeouts,
+        rounds=a.rounds + b.rounds,
+        groups_seen=a.groups_seen + b.groups_seen,
     )
 
 
@@ -131,7 +158,7 @@ def dynamic_sampling(
     seen = first
     kept = keep_groups(first, groups_with_signal(first.reward, rollout.n), rollout.n)
     while len(kept.completions) < want_groups * rollout.n and seen.rounds < alg.max_sampling_rounds and more_prompts:
-        fresh = generate_and_score(parts, rollout, more_prompts(want_groups), seed + 7919 * seen.rounds)
+        fresh = generate_and_score(parts, rollout, more_prompts(want_groups), seed + ROUND_SEED_STRIDE * seen.rounds)
         seen = join_rollouts(seen, fresh)
         kept = join_rollouts(kept, keep_groups(fresh, groups_with_signal(fresh.reward, rollout.n), rollout.n))
     kept = keep_groups(kept, torch.arange(len(kept.completions) // rollout.n) < want_groups, rollout.n)
@@ -181,50 +208,45 @@ def rl_step(
     if not completions:  # dynamic sampling found no group with a signal: nothing to learn from
         return {**metrics, **timings, "sampling/kept_groups": 0.0, "sampling/rounds": float(seen.rounds)}
 
-    batch = completions_to_batch(completions, torch.zeros(len(completions)), parts.tokenizer.pad_token_id)
-    mask = batch.loss_mask
-    if alg.overlong_filter:
-        mask *= overlong_mask([c.finish_reason for c in completions])[:, None]
+    batch = completions_to_batch(completions, parts.tokenizer.pad_token_id)
+    if alg.overlong_filter:  # truncated samples leave the loss
+        batch.loss_mask = batch.loss_mask * overlong_mask([c.finish_reason for c in completions])[:, None]
     keep = None
     if alg.rebalance:  # Phi-4-Mini-Reasoning: all positives of a group and as many random negatives stay in the loss
         correct = torch.tensor(rollouts.per_reward.get(accuracy_reward, reward.tolist())) > 0.5
         keep = rebalanced_keep(correct, rollout.n, torch.Generator().manual_seed(seed))
-        mask *= keep[:, None]
+        batch.loss_mask = batch.loss_mask * keep[:, None]
         metrics["rebalance/kept_fraction"] = float(keep.float().mean())
+    mask = batch.loss_mask
 
     # 3. log-probabilities: the policy's before the update (the ratio's denominator) and the reference's
     on_policy = alg.epochs == 1 and alg.mini_batches == 1 and not alg.kl_in_reward
     if not on_policy:  # else the loss uses the current log-probabilities, detached: one forward pass fewer
-        batch.extras["old_logprobs"], _ = parts.learner.logprobs(batch)
+        batch.old_logprobs, _ = parts.learner.logprobs(batch)
     if parts.reference is not None:
-        batch.extras["ref_logprobs"], _ = parts.reference.logprobs(batch)
+        batch.ref_logprobs, _ = parts.reference.logprobs(batch)
     lap("logprobs")
 
-    # 4. advantages: outcome estimators compare the samples of a prompt; token estimators spread the reward
+    # 4. advantages: per-sample estimators compare the samples of a prompt; per-token ones spread the reward
     kl_penalty = None
     if alg.kl_in_reward:
-        kl_penalty = kl_estimate(batch.extras["old_logprobs"], batch.extras["ref_logprobs"], alg.kl_estimator) * mask
+        kl_penalty = kl_estimate(batch.old_logprobs, batch.ref_logprobs, alg.kl_estimator) * mask
         metrics["kl_penalty"] = float(kl_penalty.sum() / mask.sum().clamp(min=1.0))
     if alg.entropy_only:  # the outcome reward is ignored
-        advantages = torch.zeros_like(mask)
-    elif alg.advantage in ("grpo", "dr_grpo", "rloo"):
-        outcome = reward if kl_penalty is None else reward - alg.kl_coef * kl_penalty.sum(1)
-        if keep is not None:
-            per_sample = kept_group_advantages(outcome, keep, rollout.n, normalize_std=alg.normalize_std and alg.advantage == "grpo")
-        elif alg.advantage == "rloo":
-            per_sample = rloo_advantages(outcome, rollout.n)
+        batch.advantages = torch.zeros_like(mask)
+    else:
+        estimator = ADVANTAGE_ESTIMATORS.get(alg.advantage)
+        if estimator.per_token:
+            rewards = token_rewards(reward, mask, kl_penalty, alg.kl_coef)
         else:
-            per_sample = group_normalized_advantages(outcome, rollout.n, normalize_std=alg.normalize_std and alg.advantage == "grpo")
-        advantages = per_sample[:, None] * mask
-    elif alg.advantage == "reinforce_pp":
-        advantages = reinforce_pp_advantages(token_rewards(reward, mask, kl_penalty, alg.kl_coef), mask, alg.gamma)
-    else:  # gae: PPO with a critic
-        values = parts.critic.values(batch)
-        raw, returns = gae_advantages(token_rewards(reward, mask, kl_penalty, alg.kl_coef), values, mask, alg.gamma, alg.lam)
-        advantages = masked_whiten(raw, mask)
-        batch.extras["old_values"], batch.extras["returns"] = values, returns
-        metrics["critic/explained_variance"] = explained_variance(values, returns, mask)  # before this step's update
-    batch.extras["advantages"] = advantages
+            rewards = reward if kl_penalty is None else reward - alg.kl_coef * kl_penalty.sum(1)
+        values = parts.critic.values(batch) if estimator.needs_critic else None
+        inputs = AdvantageInputs(rewards=rewards, mask=mask, group_size=rollout.n, normalize_std=alg.normalize_std,
+                                 gamma=alg.gamma, lam=alg.lam, values=values, keep=keep)
+        batch.advantages, returns = estimator.fn(inputs)
+        if values is not None:
+            batch.old_values, batch.returns = values, returns
+            metrics["critic/explained_variance"] = explained_variance(values, returns, mask)  # before this step's update
     lap("advantages")
 
     # 5. optimizer steps: `epochs` passes over `mini_batches` random mini-batches (one step when both are 1);
@@ -283,30 +305,21 @@ def rollout_metrics(rollouts: Rollouts, accuracy_reward: str) -> dict[str, float
 
 
 def run_rl(ctx: StageContext, stage: RLStage) -> None:
-    alg = stage.algorithm
-    check_algorithm(alg, ctx.config.rollout, str(stage.name))
-    samples = load_samples(stage.data, ctx.config.seed)
+    samples = load_samples(stage.data)
     check_samples(ctx.config.rewards, samples, stage.data.source)  # e.g. a row without a gold answer, before any step
     samples = filter_by_length_spread(ctx, stage, samples)  # with the starting policy, before any step
     stream = PromptStream(samples, ctx.config.seed, stage.data.shuffle)
-    critic = None
-    if alg.advantage == "gae":  # the value model starts from the policy's own transformer
-        learner_cfg = ctx.config.learner
-        critic = Critic(ctx.model, alg.critic_lr, learner_cfg.micro_batch_size, learner_cfg.max_grad_norm, ctx.device)
-    learner = ctx.build_learner(stage)
-    # taken before the first step: under LoRA the base with the adapter off, else a frozen copy
-    reference = learner.reference_policy() if alg.kl_coef > 0 else None
-    scorer = ctx.build_scorer()
-    parts = RLParts(ctx.engine, learner, scorer, ctx.tokenizer, reference, critic)
+    parts = build_rl_parts(ctx.config, stage, ctx.model, ctx.tokenizer, ctx.device,
+                           engine=ctx.engine, make_learner=lambda: ctx.build_learner(stage), scorer=ctx.build_scorer())
     try:
         run_steps(
             ctx,
             stage,
-            learner if critic is None else LearnerWithCritic(learner, critic),  # checkpoints keep the critic
+            parts.checkpointed(),  # checkpoints keep the critic
             stream,
             lambda step: {
                 **rl_step(parts, stage, rollout_at(ctx.config.rollout, step, stage.steps), stream.take(stage.batch_size),
-                          seed=ctx.config.seed * 100003 + step, accuracy_reward=ctx.config.eval.reward,
+                          seed=ctx.config.seed * STEP_SEED_STRIDE + step, accuracy_reward=ctx.config.eval.reward,
                           more_prompts=stream.take, step=step),
                 "rollout/temperature": ctx.config.rollout.temperature_at(step, stage.steps),
             },
@@ -314,4 +327,4 @@ def run_rl(ctx: StageContext, stage: RLStage) -> None:
             eval_every=ctx.config.eval.every,
         )
     finally:
-        scorer.close()
+        parts.scorer.close()

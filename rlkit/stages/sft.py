@@ -35,12 +35,6 @@ def sft_sequences(tokenizer, samples: list[dict[str, Any]], max_length: int) -> 
     return sequences, starts
 
 
-def sft_batch(tokenizer, samples: list[dict[str, Any]], max_length: int) -> TokenBatch:  # noqa: ANN001
-    """One padded row per sample; the loss covers the response and eos."""
-    sequences, starts = sft_sequences(tokenizer, samples, max_length)
-    return pad_sequences(sequences, starts, tokenizer.pad_token_id)
-
-
 def pack_sequences(sequences: list[list[int]], starts: list[int], max_length: int, pad_id: int) -> TokenBatch:
     """Several sequences per row, up to max_length tokens, so little compute goes to padding.
 
@@ -73,7 +67,7 @@ def pack_sequences(sequences: list[list[int]], starts: list[int], max_length: in
             positions[r, at : at + len(seq)] = torch.arange(len(seq))
             at += len(seq)
         positions[r, at:] = torch.arange(width - at)  # padding: a sequence of its own
-    return TokenBatch(ids, attention, loss_mask, {"position_ids": positions})
+    return TokenBatch(ids, attention, loss_mask, position_ids=positions)
 
 
 def sft_loss(num_tokens: float):  # noqa: ANN201
@@ -85,7 +79,7 @@ def sft_loss(num_tokens: float):  # noqa: ANN201
 
 
 def run_sft(ctx: StageContext, stage: SFTStage) -> None:
-    samples = load_samples(stage.data, ctx.config.seed)
+    samples = load_samples(stage.data)
     response_text(samples[0])  # fail before training when the data has no responses
     stream = PromptStream(samples, ctx.config.seed, stage.data.shuffle)
     learner = ctx.build_learner(stage)

@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 
 from rlkit.algos.kl import kl_estimate
-from rlkit.algos.policy_loss import aggregate, clipped_surrogate
-from rlkit.config import AlgorithmConfig
-from rlkit.learner.base import LossFn, TokenBatch
+from rlkit.algos.loss_aggregation import aggregate
+from rlkit.algos.ppo_clip import clipped_surrogate
+
+if TYPE_CHECKING:  # types only: algos/ stays below the config and the learners
+    from rlkit.config import AlgorithmConfig
+    from rlkit.learner.base import LossFn, TokenBatch
 
 
 def make_policy_loss(alg: AlgorithmConfig, num_sequences: int, num_tokens: float, max_response_length: int) -> LossFn:
     """A LossFn whose micro-batch values sum to the loss of the whole batch.
 
-    Reads `advantages` [B, L], `old_logprobs` and (for the KL loss term) `ref_logprobs` from the batch
-    extras. Without `old_logprobs` the batch is on-policy (one update per rollout batch): the
+    Reads the batch's `advantages` [B, L], `old_logprobs` and (for the KL loss term) `ref_logprobs`.
+    Without `old_logprobs` the batch is on-policy (one update per rollout batch): the
     ratio's denominator is the current log-probability, detached, which saves a forward pass.
 
     The policy and KL terms are aggregated by `alg.loss_agg`; the entropy term is always the token
@@ -27,13 +32,13 @@ def make_policy_loss(alg: AlgorithmConfig, num_sequences: int, num_tokens: float
 
     def loss_fn(batch: TokenBatch, logprobs: torch.Tensor, entropy: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         mask = batch.loss_mask
-        old = batch.extras.get("old_logprobs", logprobs.detach())
-        pg, clipped = clipped_surrogate(logprobs, old, batch.extras["advantages"], alg.clip_low, alg.clip_high, alg.dual_clip)
+        old = logprobs.detach() if batch.old_logprobs is None else batch.old_logprobs
+        pg, clipped = clipped_surrogate(logprobs, old, batch.advantages, alg.clip_low, alg.clip_high, alg.dual_clip)
         policy = reduce(pg, mask)
         metrics = {"loss/policy": float(policy.detach()), "clip_fraction": float((clipped * mask).sum()) / max(num_tokens, 1.0)}
         loss = policy.new_zeros(()) if alg.entropy_only else policy
         if alg.kl_coef > 0 and not alg.kl_in_reward:
-            per_token_kl = kl_estimate(logprobs, batch.extras["ref_logprobs"], alg.kl_estimator)
+            per_token_kl = kl_estimate(logprobs, batch.ref_logprobs, alg.kl_estimator)
             if alg.kl_ratio_correction:  # the samples came from the old policy: reweight to the current one
                 per_token_kl = per_token_kl * torch.exp(logprobs - old)
             kl = reduce(per_token_kl, mask)

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from rlkit.eval.evaluate import math_equivalence
-from rlkit.eval.metrics import avg_at_k, maj_at_k, majority_index, mean_pass_at_k, pass_at_k, pass_ks
+from rlkit.eval.scores import avg_at_k, maj_at_k, majority_index, mean_pass_at_k, pass_at_k, pass_ks
 
 T, F = True, False
 

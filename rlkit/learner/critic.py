@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from rlkit.algos.value import clipped_value_loss
+from rlkit.algos.value_loss import clipped_value_loss
 from rlkit.learner.base import TokenBatch
 
 
@@ -54,13 +54,13 @@ class Critic:
         return torch.cat(out) * batch.loss_mask
 
     def train_step(self, batch: TokenBatch, clip: float | None) -> dict[str, float]:
-        """One optimizer step. Reads `returns` and `old_values` from the batch extras; token-mean loss."""
+        """One optimizer step. Reads the batch's `returns` and `old_values`; token-mean loss."""
         self.model.train()
         num_tokens = float(batch.loss_mask.sum().clamp(min=1.0))
         total, clipped_tokens = 0.0, 0.0
         for micro in self._micro_batches(batch):
             values = self.model(micro.input_ids, micro.attention_mask)
-            per_token, clipped = clipped_value_loss(values, micro.extras["old_values"], micro.extras["returns"], clip)
+            per_token, clipped = clipped_value_loss(values, micro.old_values, micro.returns, clip)
             loss = (per_token * micro.loss_mask).sum() / num_tokens
             loss.backward()
             total += float(loss.detach())
