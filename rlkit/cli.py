@@ -12,7 +12,7 @@ import sys
 
 from rlkit.errors import RlkitError
 
-COMMANDS = ["run", "reward", "eval", "plot", "bench"]
+COMMANDS = ["run", "reward", "eval", "plot", "bench", "generate"]
 
 
 class _Parser(argparse.ArgumentParser):

@@ -44,6 +44,10 @@ class DataConfig(Section):
     split: Literal["train", "test"] = Field("train", description="tiny-world and hf: split; a file is used whole.")
     limit: int | None = Field(None, ge=1, description="use only the first N rows (of those `ids` picks, when given); None = all.")
     ids: list[str] | None = Field(None, min_length=1, description="use only the rows with these ids, in this order (e.g. the 1-shot example).")
+    where: list[str] | None = Field(
+        None, min_length=1,
+        description="keep only rows whose fields pass every condition, before ids, limit and repeat: 'FIELD OP VALUE' with OP == != < <= > >= in, not in, contains (e.g. 'category == sub', 'pass_rate <= 0.5'; rlkit/where.py).",
+    )
     repeat: int = Field(1, ge=1, description="replicate the rows N times (1-shot RLVR replicates one example 128 times).")
     shuffle: bool = Field(True, description="visit the rows in a seeded random order each epoch (seed: the run's `seed`).")
     template: str = Field("auto", description="prompt template: auto, tiny, plain, qwen_boxed, qwen25_math_cot, deepscaler, r1_think (rlkit/templates.py).")
@@ -56,6 +60,17 @@ class DataConfig(Section):
         default_factory=lambda: dict(DEFAULT_MIX),
         description="tiny world: weight of each problem category (add2, add3, sub, mul1); a small weight makes a weak category on purpose. The default is the original world.",
     )
+
+    @field_validator("where", mode="before")
+    @classmethod
+    def _parse_conditions(cls, where: Any) -> Any:
+        from rlkit.where import parse_condition
+
+        where = [where] if isinstance(where, str) else where
+        for text in where or []:
+            if isinstance(text, str):
+                parse_condition(text)
+        return where
 
     @field_validator("mix")
     @classmethod

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from rlkit.config import DataConfig
 from rlkit.errors import ConfigError, DataError
 from rlkit.templates import render_prompt, resolve_template
+from rlkit.where import filter_rows
 from rlkit.world.arithmetic import arithmetic_samples
 
 if TYPE_CHECKING:
@@ -100,11 +101,15 @@ def load_samples(data: DataConfig) -> list[dict[str, Any]]:
         raise DataError(f"{label}: no rows")
     ids = [str(row.get("id", f"{Path(label).stem}-{index}")) for index, row in enumerate(rows)]
     chosen = list(range(len(rows)))
+    if data.where:
+        chosen = filter_rows(rows, data.where, label)
+        if not chosen:
+            raise DataError(f"{label}: no row passes data.where {data.where}")
     if data.ids:
-        index_of = {row_id: index for index, row_id in enumerate(ids)}
+        index_of = {ids[index]: index for index in chosen}
         missing = [i for i in data.ids if i not in index_of]
         if missing:
-            raise DataError(f"{label}: data.ids {missing} not found (ids look like {ids[0]!r})")
+            raise DataError(f"{label}: data.ids {missing} not found" + (" among the rows data.where keeps" if data.where else "") + f" (ids look like {ids[chosen[0]]!r})")
         chosen = [index_of[i] for i in data.ids]
     if data.limit:
         chosen = chosen[: data.limit]

@@ -112,17 +112,19 @@ def evaluate_accuracy(
     max_new_tokens: int,
     batch_size: int = 256,
 ) -> dict[str, float]:
-    """Held-out accuracy: greedy decoding, the mean correctness score over the samples."""
+    """Held-out accuracy: greedy decoding, the mean correctness score over the samples; with rows of
+    several categories (the tiny world's, or any data with a `category` field) also `accuracy/<category>`."""
     sampling = SamplingParams(n=1, temperature=0.0, max_new_tokens=max_new_tokens)
-    correct, lengths, truncated = 0.0, 0, 0
-    by_category: dict[str, list[float]] = {}  # tiny-world rows (and any data with a `category` field)
+    correct, lengths, truncated, done = 0.0, 0, 0, 0
+    by_category: dict[str, list[float]] = {}
     for completions, scored in generate_scored(engine, tokenizer, samples, scorer, sampling, batch_size):
         correct += sum(scored.total)
-        for completion, score in zip(completions, scored.total):
-            if isinstance(category := samples[completion.prompt_index].get("category"), str):
-                by_category.setdefault(category, []).append(score)
         lengths += sum(len(c.response_ids) for c in completions)
         truncated += sum(c.finish_reason == "length" for c in completions)
+        for sample, score in zip(samples[done : done + len(completions)], scored.total):  # n=1: one per sample
+            if isinstance(sample.get("category"), str):
+                by_category.setdefault(sample["category"], []).append(score)
+        done += len(completions)
     n = len(samples)
     result = {"accuracy": correct / n, "mean_response_length": lengths / n, "truncated": truncated / n, "count": n}
     if len(by_category) > 1:

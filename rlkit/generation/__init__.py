@@ -1,0 +1,6 @@
+"""Generation backends behind one small interface (base.py): the tiny world's fallible teacher, any rlkit
+rollout engine on a local model, and an OpenAI-compatible server."""
+
+from rlkit.generation.base import GENERATORS, Generation, Generator, build_generator, register_generator
+
+__all__ = ["GENERATORS", "Generation", "Generator", "build_generator", "register_generator"]
