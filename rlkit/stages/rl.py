@@ -295,6 +295,7 @@ def rollout_metrics(rollouts: Rollouts, accuracy_reward: str) -> dict[str, float
         "reward/timeouts": rollouts.timeouts,
         "response_length/mean": float(lengths.mean()),
         "response_length/max": float(lengths.max()),
+        "response_length/std": float(lengths.std()) if len(lengths) > 1 else 0.0,
         "response_length/truncated": sum(c.finish_reason == "length" for c in rollouts.completions) / len(rollouts.completions),
     }
     for name, scores in rollouts.per_reward.items():
