@@ -12,7 +12,7 @@ import sys
 
 from rlkit.errors import RlkitError
 
-COMMANDS = ["run", "reward", "eval", "plot", "bench", "generate"]
+COMMANDS = ["run", "reward", "eval", "plot", "bench", "generate", "select"]
 
 
 class _Parser(argparse.ArgumentParser):

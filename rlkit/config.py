@@ -12,13 +12,24 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from rlkit.algos.advantage_estimators import ADVANTAGE_ESTIMATORS
 from rlkit.algos.kl import KL_ESTIMATORS
 from rlkit.algos.loss_aggregation import LOSS_AGGREGATIONS
 from rlkit.algos.schedules import linear_schedule
 from rlkit.errors import ConfigError
+from rlkit.plugins import import_function, is_target
 from rlkit.world.categories import DEFAULT_MIX, check_mix
 
 
@@ -39,7 +50,8 @@ class ModelConfig(Section):
 class DataConfig(Section):
     source: str = Field(
         "tiny:arithmetic",
-        description="'tiny:arithmetic', a .jsonl/.parquet file (relative to where rlkit runs), or 'hf:<dataset id>'.",
+        description="'tiny:arithmetic', a .jsonl/.parquet file (relative to where rlkit runs), 'hf:<dataset id>', or a loader "
+        "'file.py:fn' / 'pkg.module:fn' called with split= that returns row dicts (examples/custom_dataset.py).",
     )
     split: Literal["train", "test"] = Field("train", description="tiny-world and hf: split; a file is used whole.")
     limit: int | None = Field(None, ge=1, description="use only the first N rows (of those `ids` picks, when given); None = all.")
@@ -237,6 +249,17 @@ class AlgorithmConfig(Section):
         description="Phi-4-Mini-Reasoning: per group keep every correct sample and as many random incorrect ones; "
         "advantages over the kept samples (grpo, dr_grpo).",
     )
+    accuracy_band: tuple[float, float] | None = Field(
+        None,
+        description="[low, high]: keep only prompts whose sampled accuracy (the eval.reward score, mean over the group) lies in the band, inclusive, refilling as dynamic sampling does (max_sampling_rounds); logs sampling/below_band and sampling/above_band. SwS skips prompts outside [0.1, 0.9]; Phi-4-Mini-Reasoning drops those above 0.5. None = off.",
+    )
+
+    @field_validator("accuracy_band")
+    @classmethod
+    def _ordered_band(cls, band: tuple[float, float] | None) -> tuple[float, float] | None:
+        if band is not None and not 0.0 <= band[0] <= band[1] <= 1.0:
+            raise ValueError(f"expected [low, high] with 0 <= low <= high <= 1, got {list(band)}")
+        return band
 
     # the allowed names come from the registries, so a new estimator needs no edit here
     @field_validator("advantage")
@@ -489,6 +512,12 @@ def _check_data(data: DataConfig, key: str, base: Path) -> None:
         if src.startswith("tiny:") and src != "tiny:arithmetic":
             raise ConfigError(f"key '{key}.source': unknown tiny-world task '{src}' (expected tiny:arithmetic)")
         return
+    if is_target(src):
+        try:
+            import_function(src, "loader")
+        except ConfigError as err:
+            raise ConfigError(f"key '{key}.source': {err}") from None
+        return
     if not Path(src).expanduser().exists():
         raise ConfigError(f"key '{key}.source': file not found: {src}")
 
@@ -573,12 +602,14 @@ def explain(config: RunConfig, key: str) -> str:
             known = ", ".join(fields) or "none (not a section)"
             raise ConfigError(f"--explain {key}: no key '{part}' in {where} (keys: {known})")
         info, node = fields[part], getattr(node, part)
-    default = "required" if info.is_required() else repr(info.get_default(call_default_factory=True))
-    if isinstance(info.get_default(call_default_factory=True), BaseModel):
-        default = "its section's defaults"
-    value = node.model_dump(mode="json") if isinstance(node, BaseModel) else node
-    shown = yaml.safe_dump(value, sort_keys=False, default_flow_style=True).strip().removesuffix("...").strip()
-    return f"{key}: {info.description}\n  default: {default}\n  this recipe: {shown}"
+    default = "required" if info.is_required() else _inline_yaml(info.get_default(call_default_factory=True))
+    return f"{key}: {info.description}\n  default: {default}\n  this recipe: {_inline_yaml(node)}"
+
+
+def _inline_yaml(value: Any) -> str:
+    """A value as it would be written in a recipe, on one line."""
+    plain = TypeAdapter(Any).dump_python(value, mode="json")  # sections and lists of them become dicts
+    return yaml.safe_dump(plain, sort_keys=False, default_flow_style=True, width=10**6).strip().removesuffix("...").strip()
 
 
 def dump_config(config: RunConfig) -> str:

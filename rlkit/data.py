@@ -1,4 +1,5 @@
-"""Datasets as lists of sample dicts: the tiny world, jsonl/parquet files, or the HF hub.
+"""Datasets as lists of sample dicts: the tiny world, jsonl/parquet files, the HF hub, or a loader
+function of the user's ('file.py:fn' / 'pkg.module:fn', called with `split=` and returning rows).
 
 Every sample gets an `id` and a `prompt` (chat messages). The other fields are kept as
 they are, for rewards to read (e.g. the math reward's gold answer).
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from rlkit.config import DataConfig
 from rlkit.errors import ConfigError, DataError
+from rlkit.plugins import import_function, is_target
 from rlkit.templates import render_prompt, resolve_template
 from rlkit.where import filter_rows
 from rlkit.world.arithmetic import arithmetic_samples
@@ -91,6 +93,10 @@ def load_samples(data: DataConfig) -> list[dict[str, Any]]:
 
         rows = list(datasets.load_dataset(source[3:], split=data.split))
         label = source
+    elif is_target(source):  # a user's loader function (examples/custom_dataset.py)
+        loaded = import_function(source, f"data.source '{source}'")(split=data.split)
+        rows = [dict(row) for row in loaded]
+        label = source.rsplit(":", 1)[-1]
     else:
         path = Path(source).expanduser()
         if not path.exists():

@@ -47,4 +47,4 @@ def test_explain_names_an_unknown_key(key, message):
 def test_explain_from_the_command_line():
     out = subprocess.run([sys.executable, "-m", "rlkit.cli", "run", "recipes/quickstart.yaml", "--explain", "rl.lr"],
                          cwd=REPO, capture_output=True, text=True, check=True).stdout
-    assert out.startswith("rl.lr: peak learning rate") and "default: 1e-05" in out
+    assert out.startswith("rl.lr: peak learning rate") and "default: 1.0e-05" in out and "this recipe: 0.0001" in out

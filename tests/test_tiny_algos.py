@@ -90,6 +90,55 @@ def changed(before, model) -> bool:
     return any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
 
 
+def record_calls(obj, name: str) -> list:
+    """Wrap obj.name so each call's (args, result) is recorded; the call itself is unchanged."""
+    calls, original = [], getattr(obj, name)
+
+    def wrapper(*args):
+        result = original(*args)
+        calls.append((args, result))
+        return result
+
+    setattr(obj, name, wrapper)
+    return calls
+
+
+def hand_advantages(name: str, rewards: torch.Tensor, mask: torch.Tensor, n: int, lam: float = 0.95) -> torch.Tensor:
+    """Each estimator's advantages written out independently of rlkit/algos (gamma 1, no KL; gae with the
+    zero-initialized critic, V = 0)."""
+    grouped = rewards.view(-1, n)
+    centered = (grouped - grouped.mean(1, keepdim=True)).view(-1)
+    if name == "grpo":
+        return (centered / (grouped.std(1, keepdim=True).repeat_interleave(n).view(-1) + 1e-6))[:, None] * mask
+    if name == "dr_grpo":
+        return centered[:, None] * mask
+    if name == "rloo":  # r - mean of the other n - 1 = n / (n - 1) * (r - mean)
+        return (n / (n - 1) * centered)[:, None] * mask
+    last = torch.tensor([int(row.nonzero().max()) for row in mask])
+    steps_to_end = (last[:, None] - torch.arange(mask.shape[1])[None, :]).clamp(min=0).float()
+    per_token = rewards[:, None] * (lam ** steps_to_end if name == "gae" else torch.ones_like(steps_to_end)) * mask
+    keep = mask.bool()
+    return (per_token - per_token[keep].mean()) / (per_token[keep].var() + 1e-8).sqrt() * mask  # whitened over the batch
+
+
+ESTIMATORS = ["grpo", "dr_grpo", "rloo", "reinforce_pp", "gae"]
+
+
+@pytest.mark.parametrize("name", ESTIMATORS)
+def test_each_estimator_gives_its_own_advantages_in_the_real_step(tmp_path, name):
+    """Through `rl_step`: the advantages the learner gets are this estimator's and no neighbour's, so an
+    estimator that silently fell back to another (dr_grpo to grpo, say) fails here."""
+    parts, stage, rollout, stream, _ = make_parts(tmp_path, {"advantage": name})
+    scored, trained = record_calls(parts.scorer, "score"), record_calls(parts.learner, "train_step")
+    step(parts, stage, rollout, stream)
+    rewards = torch.tensor(scored[0][1].total)
+    batch = trained[0][0][0]
+    assert (rewards.view(-1, rollout.n).std(1) > 0).all()  # every group has a signal: the estimators can differ
+    for other in ESTIMATORS:
+        close = torch.allclose(batch.advantages, hand_advantages(other, rewards, batch.loss_mask, rollout.n), atol=1e-5)
+        assert close == (other == name), f"{name}'s advantages {'differ from' if other == name else 'equal'} {other}'s"
+
+
 @pytest.mark.parametrize(
     "algorithm",
     [
@@ -110,7 +159,17 @@ def test_each_estimator_takes_a_step(tmp_path, algorithm):
     if algorithm.get("kl_in_reward"):
         assert "kl_penalty" in metrics and "kl" not in metrics  # KL enters the reward, not the loss
     if algorithm.get("epochs", 1) > 1:
-        assert metrics["clip_fraction"] >= 0.0 and parts.learner.steps == 4  # 2 epochs x 2 mini-batches
+        assert parts.learner.steps == 4  # 2 epochs x 2 mini-batches
+
+
+def test_ppo_epochs_use_the_log_probabilities_from_before_the_update(tmp_path):
+    """The first mini-batch update sees ratio 1 (nothing clipped); the later ones see the policy moved away from
+    the rollout's, and the clip acts. Were the ratio's denominator the current policy, nothing would ever clip."""
+    parts, stage, rollout, stream, _ = make_parts(tmp_path, {"epochs": 2, "mini_batches": 2})
+    trained = record_calls(parts.learner, "train_step")
+    step(parts, stage, rollout, stream)
+    clipped = [metrics["clip_fraction"] for _, metrics in trained]
+    assert len(clipped) == 4 and clipped[0] == 0.0 and min(clipped[1:]) > 0.0
 
 
 def test_ppo_critic_warms_up_then_the_policy_trains(tmp_path):
@@ -134,14 +193,18 @@ def test_entropy_only_moves_entropy_not_reward(tmp_path):
 
 def test_dynamic_sampling_keeps_only_groups_with_signal(tmp_path):
     parts, stage, rollout, stream, _ = make_parts(tmp_path, {"dynamic_sampling": True, "max_sampling_rounds": 3}, n=2)
-    generated = []
-    original = parts.engine.generate
-    parts.engine.generate = lambda prompts, sampling: generated.append(len(prompts)) or original(prompts, sampling)
+    scored, trained = record_calls(parts.scorer, "score"), record_calls(parts.learner, "train_step")
     metrics = step(parts, stage, rollout, stream)
-    assert 1 <= metrics["sampling/rounds"] <= 3 and len(generated) == metrics["sampling/rounds"]
-    assert metrics["sampling/kept_groups"] <= stage.batch_size
-    if metrics["sampling/rounds"] < 3:  # stopped early only because the batch was full
-        assert metrics["sampling/kept_groups"] == stage.batch_size
+    # replay the rule on the rewards each round got: rounds stop once batch_size groups had a signal, or at 3
+    with_signal = [int((torch.tensor(result.total).view(-1, 2).std(1) > 0).sum()) for _, result in scored]
+    found = [sum(with_signal[: r + 1]) for r in range(len(with_signal))]
+    expected_rounds = next((r + 1 for r, total in enumerate(found) if total >= stage.batch_size), 3)
+    assert metrics["sampling/rounds"] == expected_rounds == len(scored)
+    assert metrics["sampling/kept_groups"] == min(found[-1], stage.batch_size)
+    if metrics["sampling/kept_groups"]:
+        trained_rows = trained[0][0][0]
+        assert len(trained_rows) == 2 * metrics["sampling/kept_groups"]
+    assert with_signal != [stage.batch_size]  # this seed needs more than one round: the loop is exercised
 
 
 def test_overlong_filter_masks_truncated_samples(tmp_path):

@@ -57,3 +57,13 @@ def test_import_checks_the_installed_version(monkeypatch):
     monkeypatch.setitem(sys.modules, "vllm", old)
     with pytest.raises(ConfigError, match=r"found vLLM '0.9.2' in /opt/old-venv/site-packages/vllm"):
         import_vllm()
+
+
+def test_the_gpu_extra_asks_for_the_version_the_engine_accepts():
+    """One minimum: the engine's MIN_VLLM; the pip extra says the same, so pip never installs a vLLM the engine refuses."""
+    from pathlib import Path
+
+    import tomllib
+
+    extras = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert [r for r in extras["gpu"] if r.startswith("vllm")] == [f"vllm>={MIN_VLLM}"]

@@ -1,4 +1,4 @@
-"""Sample filters of DAPO (Yu et al., 2025): dynamic sampling and overlong filtering."""
+"""Sample filters: DAPO's (Yu et al., 2025) dynamic sampling and overlong filtering, and accuracy bands."""
 
 from __future__ import annotations
 
@@ -24,3 +24,26 @@ def overlong_mask(finish_reasons: list[str]) -> torch.Tensor:
     nothing about the answer they would have given.
     """
     return torch.tensor([0.0 if reason == "length" else 1.0 for reason in finish_reasons])
+
+
+def group_accuracy(accuracy: torch.Tensor, group_size: int) -> torch.Tensor:
+    """[num_groups]: the mean accuracy score of each group of `group_size` consecutive samples."""
+    if accuracy.numel() % group_size:
+        raise ValueError(f"{accuracy.numel()} scores do not split into groups of {group_size}")
+    return accuracy.float().view(-1, group_size).mean(dim=1)
+
+
+def groups_in_band(accuracy: torch.Tensor, group_size: int, low: float, high: float, tol: float = 1e-6) -> torch.Tensor:
+    """[num_groups] bool: True for groups whose accuracy lies in [low, high] (inclusive, within `tol`).
+
+    SwS's augmented RL skips prompts outside 10-90% accuracy; Phi-4-Mini-Reasoning drops prompts above
+    50%: too easy (or too hard) a prompt teaches little. [tol, 1 - tol] is dynamic sampling's rule for 0/1 rewards.
+    """
+    acc = group_accuracy(accuracy, group_size)
+    return (acc >= low - tol) & (acc <= high + tol)
+
+
+def band_counts(accuracy: torch.Tensor, group_size: int, low: float, high: float, tol: float = 1e-6) -> tuple[int, int]:
+    """(groups below the band, groups above it), for the metrics."""
+    acc = group_accuracy(accuracy, group_size)
+    return int((acc < low - tol).sum()), int((acc > high + tol).sum())

@@ -23,7 +23,11 @@ def _reward(prompts: list, completions: list, **_: Any) -> list[float]:
 def run_trl(w: Workload, device: torch.device, steps: int, warmup: int) -> dict[str, Any]:
     from datasets import Dataset
     from transformers import TrainerCallback
-    from trl import GRPOConfig, GRPOTrainer
+
+    from rlkit.errors import import_backend
+
+    trl = import_backend("trl", "rlkit bench --frameworks trl", "trl")
+    GRPOConfig, GRPOTrainer = trl.GRPOConfig, trl.GRPOTrainer
 
     records: list[dict[str, Any]] = []
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from rlkit.algos.value_loss import clipped_value_loss
-from rlkit.learner.base import TokenBatch
+from rlkit.learner.base import Learner, TokenBatch
 
 
 class ValueModel(torch.nn.Module):
@@ -88,7 +88,7 @@ class LearnerWithCritic:
 
     CRITIC_FILE = "critic.pt"
 
-    def __init__(self, learner, critic: Critic):  # noqa: ANN001
+    def __init__(self, learner: Learner, critic: Critic):
         self.learner, self.critic = learner, critic
 
     def save(self, directory: str | Path) -> None:

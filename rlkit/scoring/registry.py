@@ -7,16 +7,13 @@ from a file or module is imported inside each worker; nothing is pickled but the
 from __future__ import annotations
 
 import functools
-import hashlib
-import importlib
-import importlib.util
 import inspect
-import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from rlkit.errors import ConfigError, DataError
+from rlkit.plugins import import_function
 
 RewardFn = Callable[[str, dict], Any]
 
@@ -62,24 +59,6 @@ def reward_labels(specs: Sequence[str]) -> list[str]:
     return labels
 
 
-def _load_file(path: Path) -> Any:
-    resolved = path.resolve()
-    name = "rlkit_user_reward_" + hashlib.sha1(str(resolved).encode()).hexdigest()[:12]
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, resolved)
-    if spec is None or spec.loader is None:
-        raise ConfigError(f"reward file {path} cannot be imported as Python")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    try:
-        spec.loader.exec_module(module)
-    except BaseException:
-        del sys.modules[name]  # a fixed file is imported afresh next time
-        raise
-    return module
-
-
 def _check_args(fn: Callable, spec: str, args: dict[str, Any]) -> None:
     """Unknown keyword arguments are a config error now, not a failure on every call later."""
     try:
@@ -103,22 +82,10 @@ def _check_args(fn: Callable, spec: str, args: dict[str, Any]) -> None:
 def resolve_reward(spec: str, args: dict[str, Any] | None = None) -> RewardFn:
     """The function named by `spec`, with `args` bound as keyword arguments."""
     target = reward_target(spec)
-    where, fn_name = target.rsplit(":", 1)
-    try:
-        if where.endswith(".py"):
-            path = Path(where).expanduser()
-            if not path.is_file():
-                raise ConfigError(f"reward file not found: {where} (from '{spec}')")
-            module = _load_file(path)
-        else:
-            module = importlib.import_module(where)
-    except ConfigError:
-        raise
-    except Exception as err:  # noqa: BLE001 - a broken user module: say which and why
-        raise ConfigError(f"reward '{spec}': importing {where} failed: {type(err).__name__}: {err}") from None
-    fn = getattr(module, fn_name, None)
-    if not callable(fn):
-        raise ConfigError(f"reward '{spec}': {where} has no function '{fn_name}'")
+    where = target.rsplit(":", 1)[0]
+    if where.endswith(".py") and not Path(where).expanduser().is_file():
+        raise ConfigError(f"reward file not found: {where} (from '{spec}')")
+    fn = import_function(target, f"reward '{spec}'")
     _check_args(fn, spec, args or {})
     return functools.partial(fn, **args) if args else fn
 

@@ -16,13 +16,24 @@ from rlkit.checkpoint import atomic_dir, atomic_write_text, latest_checkpoint, l
 from rlkit.config import RunConfig, StageBase
 from rlkit.data import PromptStream
 from rlkit.eval.evaluate import evaluate_accuracy
+from rlkit.ledger import Ledger
 from rlkit.metrics_log import MetricsLog, StageProgress
 from rlkit.rollout.base import RolloutEngine
 from rlkit.scoring.pool import RewardPool
 
 if TYPE_CHECKING:
     from rlkit.eval.periodic import BenchmarkEvaluator
+    from rlkit.learner.base import Learner
+    from rlkit.runtime.groups import RemoteRewardPool
     from rlkit.runtime.ray_runtime import RayRuntime
+
+
+STEP_SEED_STRIDE = 100003  # a prime larger than any stage's step count: runs with different seeds never share a step's seed
+
+
+def step_seed(run_seed: int, step: int) -> int:
+    """The sampling seed of a stage's step `step` (1-based) in a run seeded `run_seed`."""
+    return run_seed * STEP_SEED_STRIDE + step
 
 
 class Interrupted(Exception):
@@ -78,7 +89,7 @@ class StageContext:
         return result
 
     # Where the parts of a stage live: in this process, or (runtime: ray) behind the same seams on Ray actors.
-    def build_learner(self, stage: StageBase):  # noqa: ANN201 - a Learner
+    def build_learner(self, stage: StageBase) -> Learner:
         if self.runtime is not None:
             return self.runtime.build_learner(self, stage)
         from rlkit.learner import build_learner
@@ -94,12 +105,12 @@ class StageContext:
 
         return build_engine(self.config, self.model, self.tokenizer)
 
-    def build_scorer(self):  # noqa: ANN201 - a RewardPool
+    def build_scorer(self) -> RewardPool | RemoteRewardPool:
         if self.runtime is not None:
             return self.runtime.build_scorer(self)
         return RewardPool(self.config.rewards, self.config.reward.workers, self.config.reward.timeout)
 
-    def publish_policy(self, learner) -> None:  # noqa: ANN001
+    def publish_policy(self, learner: Learner) -> None:
         """Copy the learner's weights into the stage's model (saved as the stage output) and the engine.
 
         Free when they share tensors (local runtime, full fine-tuning); needed when the learner
@@ -140,10 +151,12 @@ def run_steps(
         state = load_checkpoint(checkpoint, learner)
         start, stream.position = state["step"], state["data_position"]
         ctx.metrics.truncate_after(str(stage.name), start)
+        Ledger(ctx.run_dir).truncate_after(str(stage.name), start)  # the rl stage's per-problem rows, by the same rule
         ctx.publish_policy(learner)  # the engine generates the next step from the checkpoint's weights
         print(f"[{stage.name}] resumed from {checkpoint} (step {start}/{stage.steps})", flush=True)
     elif ctx.resume:
         ctx.metrics.truncate_after(str(stage.name), 0)
+        Ledger(ctx.run_dir).truncate_after(str(stage.name), 0)
     progress = StageProgress(str(stage.name), stage.steps, start)
     try:
         for step in range(start + 1, stage.steps + 1):

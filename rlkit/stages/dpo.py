@@ -24,7 +24,7 @@ from rlkit.models import encode_prompt
 from rlkit.rollout.base import SamplingParams
 from rlkit.scoring.pool import RewardPool
 from rlkit.scoring.registry import check_samples
-from rlkit.stages.context import StageContext, run_steps
+from rlkit.stages.context import StageContext, run_steps, step_seed
 
 
 def response_of(value: Any, field: str, sample: dict[str, Any]) -> str:
@@ -132,7 +132,7 @@ def rollout_dpo_step(ctx: StageContext, stage: RolloutDPOStage, scorer: RewardPo
     rollout, n = ctx.config.rollout, ctx.config.rollout.n
     prompts = stream.take(stage.batch_size)
     prompt_ids = [encode_prompt(ctx.tokenizer, p["prompt"]) for p in prompts]
-    seed = ctx.config.seed * 100003 + step
+    seed = step_seed(ctx.config.seed, step)
     sampling = SamplingParams(n=n, temperature=rollout.temperature_at(step, stage.steps), top_p=rollout.top_p, max_new_tokens=rollout.max_new_tokens, seed=seed)
     completions = ctx.engine.generate(prompt_ids, sampling)
     scored = scorer.score([c.text for c in completions], [prompts[c.prompt_index] for c in completions])

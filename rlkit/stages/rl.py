@@ -17,23 +17,23 @@ from rlkit.algos.advantages import token_rewards
 from rlkit.algos.kl import kl_estimate
 from rlkit.algos.rebalance import rebalanced_keep
 from rlkit.algos.rl_objective import make_policy_loss
-from rlkit.algos.sampling import groups_with_signal, overlong_mask
+from rlkit.algos.sampling import band_counts, groups_in_band, groups_with_signal, overlong_mask
 from rlkit.algos.value_loss import explained_variance
 from rlkit.config import AlgorithmConfig, RLStage, RolloutConfig, RunConfig
 from rlkit.data import PromptStream, load_samples
 from rlkit.learner.base import Learner, TokenBatch, pad_sequences
 from rlkit.learner.critic import Critic, LearnerWithCritic
 from rlkit.learner.reference import ReferencePolicy
+from rlkit.ledger import Ledger
 from rlkit.models import encode_prompt
 from rlkit.rollout.base import Completion, RolloutEngine, SamplingParams
 from rlkit.scoring.pool import RewardPool
 from rlkit.scoring.registry import check_samples
-from rlkit.stages.context import StageContext, run_steps
+from rlkit.stages.context import StageContext, run_steps, step_seed
 from rlkit.stages.length_filter import filter_by_length_spread
 
-# Sampling seeds: step t of a run with seed s samples with s * STEP_SEED_STRIDE + t, and dynamic sampling's
-# round r of that step adds r * ROUND_SEED_STRIDE; both primes, so runs, steps and rounds draw apart.
-STEP_SEED_STRIDE = 100003
+# Dynamic sampling's round r of a step samples with the step's seed (`step_seed`) + r * ROUND_SEED_STRIDE,
+# a prime, so the rounds of a step draw different samples.
 ROUND_SEED_STRIDE = 7919
 
 
@@ -150,17 +150,38 @@ def join_rollouts(a: Rollouts, b: Rollouts) -> Rollouts:
     )
 
 
+def accuracy_scores(rollouts: Rollouts, accuracy_reward: str) -> torch.Tensor:
+    """[B] the accuracy reward's scores (the weighted total when that reward is not among the recipe's)."""
+    scores = rollouts.per_reward.get(accuracy_reward)
+    return rollouts.reward if scores is None else torch.tensor(scores, dtype=torch.float)
+
+
+def group_filter(alg: AlgorithmConfig, n: int, accuracy_reward: str) -> Callable[[Rollouts], torch.Tensor]:
+    """Which groups a step keeps: DAPO's groups whose rewards differ, and those in the accuracy band."""
+
+    def keep(rollouts: Rollouts) -> torch.Tensor:
+        mask = torch.ones(len(rollouts.completions) // n, dtype=torch.bool)
+        if alg.dynamic_sampling:
+            mask &= groups_with_signal(rollouts.reward, n)
+        if alg.accuracy_band is not None:
+            mask &= groups_in_band(accuracy_scores(rollouts, accuracy_reward), n, *alg.accuracy_band)
+        return mask
+
+    return keep
+
+
 def dynamic_sampling(
-    parts: RLParts, rollout: RolloutConfig, alg: AlgorithmConfig, first: Rollouts, more_prompts, want_groups: int, seed: int  # noqa: ANN001
+    parts: RLParts, rollout: RolloutConfig, alg: AlgorithmConfig, first: Rollouts, more_prompts, want_groups: int, seed: int,  # noqa: ANN001
+    keep: Callable[[Rollouts], torch.Tensor],
 ) -> tuple[Rollouts, Rollouts]:
-    """DAPO: keep only groups whose rewards differ; sample more prompts until `want_groups` are kept or
-    `max_sampling_rounds` rounds ran. Returns (kept rollouts, everything sampled, for the metrics)."""
+    """Keep only the groups `keep` passes (DAPO: rewards that differ; an accuracy band); sample more prompts
+    until `want_groups` are kept or `max_sampling_rounds` rounds ran. Returns (kept, everything sampled)."""
     seen = first
-    kept = keep_groups(first, groups_with_signal(first.reward, rollout.n), rollout.n)
+    kept = keep_groups(first, keep(first), rollout.n)
     while len(kept.completions) < want_groups * rollout.n and seen.rounds < alg.max_sampling_rounds and more_prompts:
         fresh = generate_and_score(parts, rollout, more_prompts(want_groups), seed + ROUND_SEED_STRIDE * seen.rounds)
         seen = join_rollouts(seen, fresh)
-        kept = join_rollouts(kept, keep_groups(fresh, groups_with_signal(fresh.reward, rollout.n), rollout.n))
+        kept = join_rollouts(kept, keep_groups(fresh, keep(fresh), rollout.n))
     kept = keep_groups(kept, torch.arange(len(kept.completions) // rollout.n) < want_groups, rollout.n)
     return kept, seen
 
@@ -185,9 +206,10 @@ def rl_step(
     accuracy_reward: str = "math",
     more_prompts: Callable[[int], list[dict[str, Any]]] | None = None,
     step: int = 1,
+    on_sampled: Callable[[Rollouts], None] | None = None,
 ) -> dict[str, float]:
     """One RL step. `more_prompts(k)` supplies fresh prompts for dynamic sampling; `step` (1-based)
-    decides whether the critic is still warming up."""
+    decides whether the critic is still warming up; `on_sampled` sees every group sampled (the ledger)."""
     alg = stage.algorithm
     timings: dict[str, float] = {}
     clock = time.perf_counter()
@@ -200,11 +222,17 @@ def rl_step(
 
     # 1. generate n samples per prompt, and 2. score them with the recipe's rewards
     rollouts = seen = generate_and_score(parts, rollout, prompts, seed)
-    if alg.dynamic_sampling and not alg.entropy_only:
-        rollouts, seen = dynamic_sampling(parts, rollout, alg, rollouts, more_prompts, len(prompts), seed)
+    if (alg.dynamic_sampling or alg.accuracy_band is not None) and not alg.entropy_only:
+        keep = group_filter(alg, rollout.n, accuracy_reward)
+        rollouts, seen = dynamic_sampling(parts, rollout, alg, rollouts, more_prompts, len(prompts), seed, keep)
     lap("generate")
+    if on_sampled is not None:
+        on_sampled(seen)
     completions, reward = rollouts.completions, rollouts.reward
     metrics = rollout_metrics(seen, accuracy_reward)
+    if alg.accuracy_band is not None:
+        below, above = band_counts(accuracy_scores(seen, accuracy_reward), rollout.n, *alg.accuracy_band)
+        metrics.update({"sampling/below_band": float(below), "sampling/above_band": float(above)})
     if not completions:  # dynamic sampling found no group with a signal: nothing to learn from
         return {**metrics, **timings, "sampling/kept_groups": 0.0, "sampling/rounds": float(seen.rounds)}
 
@@ -312,18 +340,24 @@ def run_rl(ctx: StageContext, stage: RLStage) -> None:
     stream = PromptStream(samples, ctx.config.seed, stage.data.shuffle)
     parts = build_rl_parts(ctx.config, stage, ctx.model, ctx.tokenizer, ctx.device,
                            engine=ctx.engine, make_learner=lambda: ctx.build_learner(stage), scorer=ctx.build_scorer())
+    ledger, accuracy_reward = Ledger(ctx.run_dir), ctx.config.eval.reward
+
+    def step_fn(step: int) -> dict[str, float]:
+        first = stream.position  # the ledger's epochs: where each sampled prompt sat in the stream
+        metrics = rl_step(parts, stage, rollout_at(ctx.config.rollout, step, stage.steps), stream.take(stage.batch_size),
+                          seed=step_seed(ctx.config.seed, step), accuracy_reward=accuracy_reward,
+                          more_prompts=stream.take, step=step,
+                          on_sampled=lambda seen: ledger.record_rollouts(str(stage.name), step, seen, first, len(samples),
+                                                                         ctx.config.rollout.n, accuracy_reward))
+        return {**metrics, "rollout/temperature": ctx.config.rollout.temperature_at(step, stage.steps)}
+
     try:
         run_steps(
             ctx,
             stage,
             parts.checkpointed(),  # checkpoints keep the critic
             stream,
-            lambda step: {
-                **rl_step(parts, stage, rollout_at(ctx.config.rollout, step, stage.steps), stream.take(stage.batch_size),
-                          seed=ctx.config.seed * STEP_SEED_STRIDE + step, accuracy_reward=ctx.config.eval.reward,
-                          more_prompts=stream.take, step=step),
-                "rollout/temperature": ctx.config.rollout.temperature_at(step, stage.steps),
-            },
+            step_fn,
             {"reward": "reward/mean", "acc": "accuracy", "eval": "eval/accuracy"},
             eval_every=ctx.config.eval.every,
         )
