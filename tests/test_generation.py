@@ -118,6 +118,9 @@ def test_data_where_selects_rows_before_limit_and_names_unknown_fields(tmp_path)
     expected = [r for r in rows if r["category"] == "sub" and r["pass_rate"] <= 0.5]
     assert expected and [s["completion"] for s in hard] == [r["completion"] for r in expected]
     assert len(load_samples(DataConfig(source=str(out), where=["category == sub"], limit=3, repeat=2))) == 6
+    from rlkit.stages.sft import response_text
+
+    assert all(response_text(s) == s["completion"] != s["solution"] for s in load_samples(DataConfig(source=str(out), where=["correct == false"])))
     tiny = load_samples(DataConfig(size=300, mix={"add2": 1, "add3": 1}, where=["concepts contains carry-hundreds", "difficulty in [4]"]))
     assert tiny and all(s["category"] == "add3" and "carry-hundreds" in s["concepts"] for s in tiny)
     with pytest.raises(DataError, match=rf"{out}: data.where field 'level' .* is in no row"):

@@ -52,7 +52,8 @@ class Server:
         env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1"}
         command = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(self.model_dir),
                    "--served-model-name", SERVED, "--port", str(self.port), "--dtype", "float32",
-                   "--gpu-memory-utilization", "0.3", "--max-model-len", "512", "--seed", "0"]
+                   "--gpu-memory-utilization", "0.3", "--max-model-len", "512", "--seed", "0",
+                   "--enforce-eager", "--optimization-level", "0"]  # no compilation: start-up in seconds on a CPU
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
         deadline = time.time() + START_TIMEOUT

@@ -14,7 +14,9 @@ from rlkit.learner.base import TokenBatch, pad_sequences
 from rlkit.models import encode_prompt
 from rlkit.stages.context import StageContext, run_steps
 
-RESPONSE_FIELDS = ("response", "solution", "completion", "output")
+# `completion` before `solution`: an `rlkit generate` row keeps its problem's reference `solution` beside the
+# sampled `completion`, and SFT on such rows (rejection-sampled distillation) must learn the sample
+RESPONSE_FIELDS = ("response", "completion", "solution", "output")
 
 
 def response_text(sample: dict[str, Any]) -> str:
