@@ -28,11 +28,11 @@ from pathlib import Path
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "tiny" / "tiny_phi4.yaml"
 STAGES = ("midtrain", "sft", "dpo", "rl")
 HARD = "add3"
-PLAIN = ["rl.length_filter=null", "rl.algorithm.rebalance=false", "rollout.temperature=1.0"]
+PLAIN = ["rl.length_filter=null", "rl.algorithm.rebalance=false", "rl.algorithm.accuracy_band=null", "rollout.temperature=1.0"]
 VARIANTS = {  # name -> overrides of the rl stage; "all three" is the recipe's own run
     "plain GRPO": PLAIN,
     "+ length filter": [o for o in PLAIN if not o.startswith("rl.length_filter")],
-    "+ rebalancing": [o for o in PLAIN if not o.startswith("rl.algorithm.rebalance")],
+    "+ rebalancing (and the 50% band)": [o for o in PLAIN if not o.startswith(("rl.algorithm.rebalance", "rl.algorithm.accuracy_band"))],
     "+ temperature 1.0 -> 0.6": [o for o in PLAIN if not o.startswith("rollout.temperature")],
 }
 

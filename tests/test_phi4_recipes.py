@@ -25,6 +25,7 @@ def test_phi4_recipe_has_the_papers_values(monkeypatch):
     assert (sft.packing, sft.max_length, sft.lr, sft.data.where) == (False, 20480, 1e-5, ["pass_rate <= 0.5"])
     assert (dpo.data.source, dpo.lr, dpo.max_length) == ("stage:distill/dpo", 5e-7, 16384)
     assert (rl.lr, rl.algorithm.advantage, rl.algorithm.rebalance, rl.length_filter.samples) == (5e-7, "grpo", True, 8)
+    assert rl.algorithm.accuracy_band == (0.0, 0.5)  # prompts above 50% group accuracy dropped
     assert config.rollout.temperature == TemperatureSchedule.model_validate({"from": 1.0, "to": 0.6, "over": 0.5})
     assert config.eval.benchmarks == ["math500", "aime24"]
 
