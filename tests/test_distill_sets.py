@@ -39,3 +39,20 @@ def test_pairs_follow_rollout_dpo_selection():
 def test_correct_field_wins_over_reward():
     rows = [{**r, "correct": r["reward"] >= 1.0} for r in rows_of("a", [("close", 0.9), ("right", 1.0)])]
     assert [r["response"] for r in build_distill_sets(rows).sft] == ["right"]  # 0.9 is not the accuracy reward's 1
+
+
+def test_rlkit_generate_writes_the_distill_sets(tmp_path):
+    import json
+
+    from rlkit.cli import main as cli_main
+
+    out, sets = tmp_path / "samples.jsonl", tmp_path / "sets"
+    assert cli_main(["generate", "--backend", "tiny_teacher", "--slip-rate", "0.15", "--input", "tiny:arithmetic", "--size", "20",
+                     "--n", "4", "-o", str(out), "--distill-sets", str(sets), "--pairs-per-prompt", "2"]) == 0
+    samples = [json.loads(line) for line in out.read_text().splitlines()]
+    sft = [json.loads(line) for line in (sets / "sft.jsonl").read_text().splitlines()]
+    dpo = [json.loads(line) for line in (sets / "dpo.jsonl").read_text().splitlines()]
+    problems = [json.loads(line) for line in (sets / "problems.jsonl").read_text().splitlines()]
+    assert len(problems) == 20 and len(sft) == sum(s["correct"] for s in samples)
+    assert {p["id"]: p["pass_rate"] for p in problems} == {s["id"]: s["pass_rate"] for s in samples}  # the same rate generate wrote
+    assert len(dpo) == sum(min(2, p["correct"] * (4 - p["correct"])) for p in problems)  # a pair needs a right and a wrong sample
