@@ -20,6 +20,7 @@ from rlkit.errors import ConfigError
 from rlkit.models import load_model, load_tokenizer, resolve_device
 from rlkit.scoring.pool import RewardPool
 from rlkit.stages.context import StageContext
+from rlkit.templates import resolve_template
 
 if TYPE_CHECKING:
     from rlkit.runtime.ray_runtime import RayRuntime
@@ -48,14 +49,17 @@ def stage_runner(kind: str):  # noqa: ANN201
     raise ValueError(kind)
 
 
-def with_stage_data(stage: StageBase, run_dir: Path) -> StageBase:
-    """The stage with a `stage:<name>/<set>` data source replaced by that data stage's file in this run."""
+def with_stage_data(stage: StageBase, config: RunConfig, run_dir: Path) -> StageBase:
+    """The stage with a `stage:<name>/<set>` data source replaced by that data stage's file in this run.
+    Its `template: auto` is the one the data stage rendered its problems with (tiny-world rows stay bare)."""
     reference = stage_reference(stage.data.source)
     if reference is None:
         return stage
     name, data_set = reference
-    path = run_dir / "stages" / name / "output" / f"{data_set}.jsonl"
-    return stage.model_copy(update={"data": stage.data.model_copy(update={"source": str(path)})})
+    update: dict = {"source": str(run_dir / "stages" / name / "output" / f"{data_set}.jsonl")}
+    if stage.data.template == "auto":
+        update["template"] = resolve_template("auto", config.stage(name).data.source)
+    return stage.model_copy(update={"data": stage.data.model_copy(update=update)})
 
 
 def _run_data_stage(ctx: StageContext, stage: StageBase) -> None:
@@ -134,7 +138,7 @@ def _run_stages(ctx: StageContext) -> None:
             else:
                 _run_data_stage(ctx, stage)
             continue
-        stage = with_stage_data(stage, ctx.run_dir)
+        stage = with_stage_data(stage, config, ctx.run_dir)
         if output.is_dir():
             print(f"[{stage.name}] done in an earlier run; skipping", flush=True)
             previous_output = output

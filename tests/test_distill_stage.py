@@ -79,3 +79,16 @@ def test_bad_stage_reference_is_a_load_error(tmp_path, source, message):
     recipe.write_text(RECIPE.replace('"stage:distill/sft"', f'"{source}"'))
     with pytest.raises(ConfigError, match=message):
         load_config(recipe)
+
+
+def test_stage_sources_keep_the_data_stages_template(tmp_path):
+    """A tiny-world problem read back from a distill set is still a bare tiny prompt (not qwen_boxed, the
+    default for files), so SFT on it trains the prompts held-out evaluation asks."""
+    from rlkit.runner import with_stage_data
+
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(RECIPE)
+    config = load_config(recipe)
+    sft = with_stage_data(config.stage("sft"), config, tmp_path)
+    assert (sft.data.source, sft.data.template) == (str(tmp_path / "stages" / "distill" / "output" / "sft.jsonl"), "tiny")
+    assert with_stage_data(config.stage("distill"), config, tmp_path) is config.stage("distill")  # not a reference
