@@ -161,7 +161,7 @@ class GeneratorConfig(Section):
     api_key_env: str | None = Field(None, description="openai: name of the environment variable holding the API key (the key itself is never written to config or logs); None sends no key.")
     api: Literal["chat", "completions"] = Field("chat", description="openai: /chat/completions (chat messages; a text prompt becomes one user message) or /completions (text prompts).")
     concurrency: int = Field(8, ge=1, description="openai: requests in flight at once.")
-    retries: int = Field(3, ge=0, description="openai: retries of a failed request (connection error, timeout, 408/429/5xx) before it is recorded as failed and skipped.")
+    retries: int = Field(3, ge=0, description="openai: retries of a failed request (connection error, timeout, 408/409/429/5xx) before it is recorded as failed and skipped.")
     backoff: float = Field(1.0, ge=0, description="openai: seconds before the first retry; doubled for each further retry.")
     timeout: float = Field(120.0, gt=0, description="openai: seconds per request.")
     slip_rate: float = Field(0.05, ge=0.0, le=1.0, description="tiny_teacher: probability that a column line slips, times the problem's difficulty.")
@@ -181,7 +181,12 @@ class LoraConfig(Section):
 
 class LearnerConfig(Section):
     backend: Literal["torch", "deepspeed"] = Field("torch", description="torch = one process; deepspeed = ZeRO over several GPUs (deepspeed extra).")
-    micro_batch_size: int = Field(64, ge=1, description="sequences per forward/backward pass; gradients accumulate over a step's micro-batches.")
+    micro_batch_size: int = Field(64, ge=1, description="sequences per forward/backward pass (when micro_batch_tokens is 0); gradients accumulate over a step's micro-batches.")
+    micro_batch_tokens: int = Field(
+        0, ge=0,
+        description="torch learner: real tokens per forward/backward pass; sequences are sorted by length and packed into rows "
+                    "(position ids keep them apart), so padding costs nothing. 0 = micro_batch_size padded rows.",
+    )
     max_grad_norm: float = Field(1.0, gt=0, description="clip the gradient's global L2 norm to this before each optimizer step.")
     weight_decay: float = Field(0.0, description="AdamW weight decay.")
     gradient_checkpointing: bool = Field(False, description="recompute activations in backward: less memory, more compute.")
@@ -202,6 +207,29 @@ class RayConfig(Section):
 class CheckpointConfig(Section):
     every: int = Field(50, ge=1, description="save a resumable checkpoint every N steps of a stage.")
     keep: int = Field(2, ge=1, description="number of step checkpoints kept per stage (deleted when the stage's output is saved).")
+
+
+class LoggingConfig(Section):
+    backends: list[Literal["jsonl", "tensorboard", "wandb"]] = Field(
+        default_factory=list,
+        description="experiment trackers that get every metrics.jsonl line (which is always written): tensorboard "
+        "(event files in <run>/tensorboard) and/or wandb (needs `pip install 'rlkit[tracking]'`).",
+    )
+    wandb_project: str = Field("rlkit", description="W&B project the run is logged to.")
+    wandb_mode: Literal["online", "offline"] | None = Field(
+        None, description="W&B mode; offline writes <run>/wandb/offline-run-* for `wandb sync` later. None: W&B's own default (WANDB_MODE, else online).",
+    )
+
+    @field_validator("backends")
+    @classmethod
+    def _installed(cls, backends: list[str]) -> list[str]:
+        """A tracker that is not installed fails when the recipe loads, not after the first stage."""
+        import importlib.util
+
+        for name in backends:
+            if name != "jsonl" and importlib.util.find_spec(name) is None:
+                raise ValueError(f"the '{name}' backend needs the '{name}' package, which is not installed: pip install 'rlkit[tracking]'")
+        return backends
 
 
 class EvalConfig(Section):
@@ -364,6 +392,7 @@ class RunConfig(Section):
     learner: LearnerConfig = Field(default_factory=LearnerConfig, description="the learner: backend, micro-batches, LoRA.")
     ray: RayConfig = Field(default_factory=RayConfig, description="placement under runtime: ray.")
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig, description="resumable step checkpoints.")
+    logging: LoggingConfig = Field(default_factory=LoggingConfig, description="experiment tracking besides metrics.jsonl.")
     eval: EvalConfig = Field(default_factory=EvalConfig, description="held-out accuracy and benchmarks, during and after training.")
     stages: list[Stage] = Field(..., min_length=1, description="the stages, run in order; each continues from the model the last one left.")
 
@@ -382,6 +411,9 @@ class RunConfig(Section):
     def _check_algorithms(self) -> RunConfig:
         """Combinations the schema cannot express one field at a time, checked when the recipe loads
         (not when the RL stage starts, after the stages before it have trained)."""
+        if self.learner.micro_batch_tokens and self.learner.backend != "torch":
+            raise ValueError("key 'learner.micro_batch_tokens': packed token-budget micro-batches need learner.backend: torch; "
+                             "the deepspeed learner takes learner.micro_batch_size rows (set micro_batch_tokens: 0)")
         for stage in self.stages:
             if not isinstance(stage, RLStage):
                 continue
@@ -558,9 +590,10 @@ def check_files(config: RunConfig, base: Path) -> None:
             resolve_benchmarks(config.eval.benchmarks, config.eval.data_dir)
         except ConfigError as err:
             raise ConfigError(f"key 'eval.benchmarks': {err}") from None
-    model = config.model.path
-    if model != "tiny" and (model.startswith((".", "/", "~")) or model.endswith("/")) and not Path(model).expanduser().exists():
-        raise ConfigError(f"key 'model.path': directory not found: {model}")
+    from rlkit.files import missing_model_dir
+
+    if (problem := missing_model_dir(config.model.path)) is not None:
+        raise ConfigError(f"key 'model.path': {problem}")
     check_rewards(config)
 
 

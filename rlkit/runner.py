@@ -6,6 +6,8 @@ from its last checkpoint.
 
 from __future__ import annotations
 
+import json
+import shutil
 import signal
 import time
 from pathlib import Path
@@ -19,7 +21,7 @@ from rlkit.data import load_samples
 from rlkit.errors import ConfigError
 from rlkit.models import load_model, load_tokenizer, resolve_device
 from rlkit.scoring.pool import RewardPool
-from rlkit.stages.context import StageContext
+from rlkit.stages.context import Aborted, StageContext
 from rlkit.templates import resolve_template
 
 if TYPE_CHECKING:
@@ -70,14 +72,47 @@ def _run_data_stage(ctx: StageContext, stage: StageBase) -> None:
     ctx.save_summary()
 
 
+RUN_FILES = ("config.yaml", "summary.json", "metrics.jsonl", "stages")  # what a run writes before its first step
+
+
+def progress_of(run_dir: Path) -> str | None:
+    """What a run directory's earlier run got done ('stage rl, step 13'), or None when it stopped before
+    its first step (no metrics line, no checkpoint, no stage output)."""
+    metrics = run_dir / "metrics.jsonl"
+    lines = [line for line in metrics.read_text(errors="replace").splitlines() if line.strip()] if metrics.is_file() else []
+    if lines:
+        try:
+            last = json.loads(lines[-1])
+            return f"stage {last.get('stage')}, step {last.get('step')}"
+        except ValueError:
+            return f"{len(lines)} lines in metrics.jsonl"
+    stages = run_dir / "stages"
+    if (run_dir / "final").exists() or any(stages.glob("*/output")) or any(stages.glob("*/checkpoints/step-*")):
+        return "a checkpoint or a finished stage"
+    return None
+
+
 def prepare_run_dir(config: RunConfig, run_dir: Path, resume: bool) -> None:
     config_path = run_dir / "config.yaml"
     if resume:
         if not config_path.exists():
             raise ConfigError(f"--resume: {run_dir} holds no run (no config.yaml); pass the --output-dir of the run to resume")
         return
-    if run_dir.exists() and any(run_dir.iterdir()):
-        raise ConfigError(f"output directory {run_dir} is not empty; pass --resume to continue that run or choose another --output-dir")
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError(f"--output-dir {run_dir} is a file, not a directory; choose a directory")
+    if run_dir.is_dir() and any(run_dir.iterdir()):
+        others = [p.name for p in run_dir.iterdir() if p.name not in RUN_FILES]
+        if others or not config_path.exists():
+            raise ConfigError(f"output directory {run_dir} is not empty (it holds {sorted(p.name for p in run_dir.iterdir())[:3]}); "
+                              "choose another --output-dir")
+        if (done := progress_of(run_dir)) is not None:
+            raise ConfigError(f"output directory {run_dir} holds a run that got to {done}; pass --resume to continue it "
+                              "(its saved config plus any overrides given now) or choose another --output-dir")
+        # a run that failed before its first step left only its config: start it over, with this config
+        print(f"rlkit: {run_dir} holds a run that stopped before its first step; starting it over", flush=True)
+        for name in RUN_FILES:
+            path = run_dir / name
+            shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(config_path, dump_config(config))
 
@@ -99,6 +134,24 @@ def run_recipe(config: RunConfig, run_dir: Path, resume: bool = False) -> dict[s
     return run_stages_here(config, run_dir, resume, started)
 
 
+# Ctrl-C, and SIGTERM as Slurm, Kubernetes and `timeout` send it: finish the step, checkpoint, stop.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def _stop_handler(ctx: StageContext):  # noqa: ANN202
+    """The first signal asks the stage loop to stop after the current step; a second one stops at once."""
+
+    def request_stop(signum, frame):  # noqa: ANN001, ARG001
+        if ctx.stop_signal:
+            raise Aborted(signum)
+        ctx.stop_signal = signum
+        name = signal.Signals(signum).name
+        again = "press Ctrl-C again" if signum == signal.SIGINT else f"send {name} again"
+        print(f"\n{name}: stopping after this step and saving a checkpoint ({again} to stop at once)", flush=True)
+
+    return request_stop
+
+
 def run_stages_here(config: RunConfig, run_dir: Path, resume: bool, started: float, runtime: RayRuntime | None = None) -> dict[str, Any]:
     """Run the stages from this process. `runtime` (the Ray runtime) puts engine, learner and rewards
     on actors behind the same seams; the driver's model then only carries each stage's weights."""
@@ -109,20 +162,19 @@ def run_stages_here(config: RunConfig, run_dir: Path, resume: bool, started: flo
     ctx.eval_samples = load_samples(config.eval.data.model_copy(update={"limit": config.eval.limit or config.eval.data.limit}))
     ctx.eval_scorer = RewardPool([RewardSpec(name=config.eval.reward)])
 
-    # SIGINT: finish the current step, save a checkpoint, stop. A second SIGINT stops at once.
-    def request_stop(signum, frame):  # noqa: ANN001, ARG001
-        if ctx.stop_requested:
-            raise KeyboardInterrupt
-        ctx.stop_requested = True
-        print("\nSIGINT: stopping after this step and saving a checkpoint (press Ctrl-C again to abort)", flush=True)
+    if config.logging.backends:
+        from rlkit.tracking import build_trackers
 
-    previous_handler = signal.signal(signal.SIGINT, request_stop)
+        ctx.metrics.trackers = build_trackers(config, run_dir, resume)
+    previous = {signum: signal.signal(signum, _stop_handler(ctx)) for signum in STOP_SIGNALS}
     try:
         _run_stages(ctx)
+        ctx.summary["wall_time_s"] = ctx.summary.get("wall_time_s", 0.0) + (time.time() - started)
+        ctx.save_summary()
     finally:
-        signal.signal(signal.SIGINT, previous_handler)
-    ctx.summary["wall_time_s"] = ctx.summary.get("wall_time_s", 0.0) + (time.time() - started)
-    ctx.save_summary()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        ctx.metrics.close(ctx.summary)  # trackers flush what they have, also when the run stops early
     return ctx.summary
 
 

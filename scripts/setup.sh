@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 VENV=${VENV:-.venv}
-EXTRAS=${EXTRAS:-dev,code,plot,trl}
+EXTRAS=${EXTRAS:-dev,code,plot,trl,tracking}  # tracking: its tests run in CI (they skip only where it is absent)
 if [ ! -x "$VENV/bin/python" ]; then
   "$PYTHON" -m venv "$VENV"
 fi

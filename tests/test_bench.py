@@ -63,3 +63,21 @@ def test_bad_frameworks_and_shapes_are_user_errors(capsys) -> None:
     assert "--frameworks" in capsys.readouterr().err
     assert main(["bench", "--tiny", "--heads", "3", "--device", "cpu"]) == 2
     assert "--heads" in capsys.readouterr().err
+
+
+def test_ragged_preset_stops_samples_early_and_counts_tokens(tmp_path) -> None:
+    """The stop-token bias ends samples at geometric lengths (median ~ a quarter of the limit); the report
+    counts useful vs computed tokens in decode and training, and the ragged floor uses the real lengths."""
+    out = tmp_path / "bench.json"
+    code = main(["bench", "--tiny", "--stop-median", "0.25", "--completion-tokens", "64", "--prompt-tokens-min", "3",
+                 "--micro-batch-tokens", "128", "--frameworks", "rlkit", "--steps", "1", "--warmup", "0",
+                 "--device", "cpu", "--output", str(out)])
+    assert code == 0
+    result = json.loads(out.read_text())
+    [row] = result["summary"]
+    [record] = result["runs"][0]["records"]
+    assert 4 <= row["response_mean"] <= 40  # geometric with median 16 of a 64 limit (mean ~ 23)
+    assert 0 < row["decode_useful_fraction"] < 1 and 0 < row["train_useful_fraction"] <= 1
+    assert record["decode_useful"] == record["completion_tokens"]
+    assert record["floor_s"] < floor_seconds(replace(TINY, completion_tokens=64))["floor_s"]  # fewer tokens than the full-length floor
+

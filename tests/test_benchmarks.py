@@ -19,8 +19,9 @@ from rlkit.eval.benchmarks import (
     split_specs,
 )
 from rlkit.templates import render_prompt
+from tests.conftest import SHARED_DATA
 
-SHARED_MATH = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "math"
+SHARED_MATH = SHARED_DATA / "math"
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> Path:

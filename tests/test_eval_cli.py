@@ -16,8 +16,9 @@ from rlkit.eval.evaluate import evaluate_benchmark
 from rlkit.eval.report import write_benchmark, write_summary
 from rlkit.rollout.base import Completion, SamplingParams
 from rlkit.scoring.pool import RewardPool
+from tests.conftest import SHARED_DATA
 
-SHARED_MATH = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "math"
+SHARED_MATH = SHARED_DATA / "math"
 needs_shared_data = pytest.mark.skipif(not SHARED_MATH.is_dir(), reason=f"shared benchmark data not at {SHARED_MATH}")
 
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 import torch
 from transformers import Qwen2Config, Qwen2ForCausalLM
 
+from rlkit.bench.workload import TINY, build_tokenizer
 from rlkit.errors import ConfigError
 from rlkit.learner.base import pad_sequences
 from rlkit.learner.logprobs import sequence_logprobs
@@ -115,3 +117,49 @@ def test_caches_are_reused_per_shape_and_bounded(world) -> None:
     for size in range(2, 8):
         engine.generate(_prompts(tokenizer, ["1+1="] * size), sampling)
     assert len(engine._states) == 4  # least recently used caches are dropped
+
+
+def _counting_model(vocab: int = 64) -> Qwen2ForCausalLM:
+    """A model whose greedy next token is the last token + 1 (orthogonal embeddings, the head shifted by one),
+    with small random attention and MLP weights on top: rows stop at the stop token after as many steps as
+    their last prompt token is below it, and the logprobs still depend on what the KV cache holds."""
+    torch.manual_seed(0)
+    config = Qwen2Config(vocab_size=vocab, hidden_size=vocab, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                         num_key_value_heads=2, tie_word_embeddings=False, eos_token_id=vocab - 1, pad_token_id=vocab - 1)
+    model = Qwen2ForCausalLM(config).eval()
+    with torch.no_grad():
+        for name, param in model.model.layers.named_parameters():
+            if name.endswith(("o_proj.weight", "down_proj.weight")):
+                param.mul_(0.5)
+        basis = torch.linalg.qr(torch.randn(vocab, vocab))[0]
+        model.model.embed_tokens.weight.copy_(basis)
+        model.lm_head.weight.copy_(2.0 * basis.roll(1, dims=0))  # row j scores the embedding of token j - 1
+    return model
+
+
+def test_compaction_gives_the_same_greedy_tokens(monkeypatch) -> None:
+    """Rows that stop early leave the batch (32 rows -> 16 -> 8) and the rest decode on: under greedy
+    decoding every row's tokens and logprobs equal the static batch's, and fewer row-steps are computed."""
+    import rlkit.rollout.hf_fast as hf_fast
+
+    monkeypatch.setattr(hf_fast, "STOP_CHECK_EVERY", 4)
+    model = _counting_model()
+    tokenizer = build_tokenizer(replace(TINY, vocab=64))
+    lengths = [1 + (7 * i) % 40 if i % 4 else 2 + i % 5 for i in range(32)]  # 1 to 40 steps, most short
+    prompts = [[5, 9, 2, 63 - n] for n in lengths]
+    sampling = SamplingParams(n=1, temperature=0.0, max_new_tokens=48)
+    engine = FastHFEngine(model, tokenizer)
+    engine.compact = False
+    static = engine.generate(prompts, sampling)
+    static_cost = engine.stats["decode_computed"]
+    assert [len(c.response_ids) for c in static] == lengths  # the counting model stops where it should
+    assert static[0].response_ids == list(range(63 - lengths[0] + 1, 64))
+    engine.compact, engine.stats = True, {}
+    compacted = engine.generate(prompts, sampling)
+    assert [c.response_ids for c in compacted] == [c.response_ids for c in static]
+    assert all(c.finish_reason == "stop" for c in compacted)
+    for a, b in zip(compacted, static):
+        assert a.logprobs == pytest.approx(b.logprobs, abs=1e-5)
+    assert engine.stats["decode_useful"] == sum(lengths)
+    assert static_cost == 32 * 41  # every row until the longest stops (40 tokens; the check every 4 steps lets it run one more)
+    assert engine.stats["decode_computed"] < 0.6 * static_cost

@@ -46,3 +46,21 @@ def test_sequence_logprobs_chunked_equals_whole() -> None:
     chunked, chunked_ent = sequence_logprobs(model, ids, mask, with_entropy=True, chunk_size=5)
     assert torch.allclose(whole, chunked, atol=1e-5) and torch.allclose(whole_ent, chunked_ent, atol=1e-5)
     assert whole[:, 0].abs().sum() == 0
+
+
+def test_head_with_a_bias_matches_plain_autograd() -> None:
+    """A biased head (the bench's stop-token bias) keeps the fused path: values and all three gradients."""
+    torch.manual_seed(3)
+    hidden = torch.randn(7, 5, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(13, 5, dtype=torch.float64, requires_grad=True)
+    bias = torch.randn(13, dtype=torch.float64, requires_grad=True)
+    targets = torch.randint(0, 13, (7,))
+    lp, ent = logprobs_from_logits(hidden @ weight.T + bias, targets, with_entropy=True)
+    (lp + 0.5 * ent).sum().backward()
+    want = [t.grad.clone() for t in (hidden, weight, bias)]
+    hidden.grad = weight.grad = bias.grad = None
+    got_lp, got_ent, _ = FusedHeadLogprobs.apply(hidden, weight, targets, 3, bias)
+    assert torch.allclose(got_lp, lp, atol=1e-5) and torch.allclose(got_ent, ent, atol=1e-5)
+    (got_lp + 0.5 * got_ent).sum().backward()
+    for got, expected in zip((hidden.grad, weight.grad, bias.grad), want):
+        assert torch.allclose(got, expected, atol=1e-4)

@@ -21,7 +21,9 @@ def import_graph() -> dict[str, set[str]]:
             if id(node) in typing_only:
                 continue
             if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("rlkit"):
-                targets = [node.module, *(f"{node.module}.{alias.name}" for alias in node.names)]
+                submodules = [f"{node.module}.{alias.name}" for alias in node.names if f"{node.module}.{alias.name}" in modules]
+                # `from pkg import submodule` loads the submodule (pkg is already being imported); else pkg itself
+                targets = submodules if len(submodules) == len(node.names) else [node.module, *submodules]
             elif isinstance(node, ast.Import):
                 targets = [alias.name for alias in node.names]
             else:

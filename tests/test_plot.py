@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from rlkit.cli import main as cli
-from rlkit.plot import collect_series, global_steps, plot_run
+from rlkit.plot import PANELS, _merge, collect_series, plot_run, stage_names, summary_evals
 
 
 def write_metrics(run_dir: Path, records: list[dict]) -> None:
@@ -28,35 +28,61 @@ def sft_then_rl() -> list[dict]:
     return records
 
 
-def test_plot_writes_one_png_per_logged_quantity(tmp_path: Path, capsys):
-    write_metrics(tmp_path / "run", sft_then_rl())
+def test_plot_writes_one_png_per_logged_quantity_and_names_the_missing(tmp_path: Path, capsys):
+    records = sft_then_rl()
+    for record in records:
+        record.pop("kl", None)  # a run without a KL term
+        if record["stage"] == "rl":
+            record["loss"] = 0.01 * record["step"]  # the RL loss, two orders below the SFT loss
+    write_metrics(tmp_path / "run", records)
     assert cli(["plot", str(tmp_path / "run")]) == 0
-    printed = capsys.readouterr().out.split()
-    names = ["reward", "accuracy", "entropy", "response_length", "kl", "loss"]
-    assert printed == [str(tmp_path / "run" / "plots" / f"{n}.png") for n in names]
-    for path in printed:
-        assert Path(path).stat().st_size > 0
+    out, err = capsys.readouterr()
+    names = ["reward", "accuracy", "eval_accuracy", "entropy", "response_length", "loss"]
+    assert out.split() == [str(tmp_path / "run" / "plots" / f"{n}.png") for n in names]
+    assert err == "rlkit: no kl.png: metrics.jsonl has no kl\n"
+    sizes = {}
+    for path in out.split():
         with Image.open(path) as image:
-            assert image.format == "PNG" and image.size == (700, 400)
+            assert image.format == "PNG"
+            sizes[Path(path).stem] = image.size
+    assert sizes["loss"] == (900, 400)  # the SFT loss and the RL loss side by side, each on its own scale
+    assert sizes["reward"] == (700, 400)  # only the RL stage has a reward
 
 
 def test_panels_without_data_are_skipped_and_output_is_chosen(tmp_path: Path):
     write_metrics(tmp_path / "run", [{"stage": "rl", "step": s, "reward/mean": 0.5} for s in (1, 2)])
-    written = plot_run(tmp_path / "run", tmp_path / "pngs")
+    written, missing = plot_run(tmp_path / "run", tmp_path / "pngs")
     assert written == [tmp_path / "pngs" / "reward.png"]
+    assert "no kl.png: metrics.jsonl has no kl" in missing and len(missing) == len(PANELS) - 1
 
 
-def test_stages_share_one_axis_and_eval_series_are_sparse():
+def test_each_stage_keeps_its_own_steps_and_eval_is_apart_from_training_accuracy():
     records = sft_then_rl()
-    steps, starts = global_steps(records)
-    assert steps[:6] == [1, 2, 3, 4, 5, 6] and steps[-1] == 13
-    assert starts == [(1, "sft"), (6, "rl")]
-    series = {s.key: s for s in collect_series(records, ["accuracy", "eval/accuracy", "re:eval/.+/accuracy"])}
-    assert list(series) == ["accuracy", "eval/accuracy", "eval/math500/accuracy"]
-    assert series["eval/math500/accuracy"].steps == [9, 13]
+    assert stage_names(records) == ["sft", "rl"]
+    loss = collect_series(records, ["loss"])
+    assert [(s.stage, s.steps[0]) for s in loss] == [("sft", 1)]
+    series = {s.key: s for s in collect_series(records, PANELS["eval_accuracy"][2])}
+    assert list(series) == ["eval/accuracy", "eval/math500/accuracy"]  # training-sample accuracy is not here
+    assert series["eval/math500/accuracy"].stage == "rl" and series["eval/math500/accuracy"].steps == [4, 8]
     assert series["eval/math500/accuracy"].values == pytest.approx([0.04, 0.08])
+    assert [s.key for s in collect_series(records, PANELS["accuracy"][2])] == ["accuracy"]
     # reward/math is the same curve as reward/mean: drawn once
     assert [s.key for s in collect_series(records, ["reward/mean", "re:reward/(?!mean$).+"])] == ["reward/mean"]
+
+
+def test_held_out_curve_takes_the_evaluations_of_summary_json(tmp_path: Path):
+    run = tmp_path / "run"
+    write_metrics(run, sft_then_rl())
+    (run / "config.yaml").write_text("stages:\n  - {type: sft, name: sft}\n  - {type: rl, name: rl}\n")
+    (run / "summary.json").write_text(json.dumps({"initial_eval": {"accuracy": 0.3}, "stages": {
+        "sft": {"eval": {"accuracy": 0.3}}, "rl": {"eval": {"accuracy": 0.7, "math500/accuracy": 0.2}}}}))
+    points = [(s.stage, s.key, s.steps, s.values) for s in summary_evals(run, sft_then_rl())]
+    assert points == [("rl", "eval/accuracy", [0], [0.3]), ("sft", "eval/accuracy", [5], [0.3]),
+                      ("rl", "eval/accuracy", [8], [0.7]), ("rl", "eval/math500/accuracy", [8], [0.2])]
+    merged = {(s.stage, s.key): s for s in _merge(collect_series(sft_then_rl(), PANELS["eval_accuracy"][2]) + summary_evals(run, sft_then_rl()))}
+    rl = merged[("rl", "eval/accuracy")]
+    assert rl.steps == [0, 4, 8] and rl.values == pytest.approx([0.3, 0.2, 0.7])  # initial, periodic, final
+    assert merged[("sft", "eval/accuracy")].steps == [5]
 
 
 def test_missing_or_empty_metrics_are_errors(tmp_path: Path, capsys):
@@ -79,8 +105,8 @@ def test_plot_of_a_real_tiny_run(tmp_path: Path):
         "  - {type: rl, steps: 2, batch_size: 2, algorithm: {kl_coef: 0.01}}\n"
     )
     run_recipe(load_config(recipe), tmp_path / "run")
-    written = plot_run(tmp_path / "run")
-    assert [p.stem for p in written] == ["reward", "accuracy", "entropy", "response_length", "kl", "loss"]
-    for path in written:
-        with Image.open(path) as image:
-            assert image.size == (700, 400)
+    written, missing = plot_run(tmp_path / "run")
+    assert [p.stem for p in written] == ["reward", "accuracy", "eval_accuracy", "entropy", "response_length", "kl", "loss"]
+    assert missing == []
+    with Image.open(tmp_path / "run" / "plots" / "eval_accuracy.png") as image:
+        assert image.size == (900, 400)  # held-out accuracy after SFT; before and after RL

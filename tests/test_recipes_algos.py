@@ -8,9 +8,10 @@ from rlkit.cli import main as cli_main
 from rlkit.config import load_config
 from rlkit.data import load_samples
 from rlkit.errors import ConfigError
+from tests.conftest import SHARED_DATA
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "data"
+SHARED = SHARED_DATA
 needs_shared = pytest.mark.skipif(not (SHARED / "one_shot_rlvr" / "pi1_r128.parquet").exists(), reason="needs ../shared/data")
 TWINS = sorted((ROOT / "recipes" / "tiny").glob("tiny_*.yaml"))
 

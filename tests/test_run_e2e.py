@@ -44,7 +44,7 @@ def test_output_dir_that_holds_another_run_is_refused(tiny_recipe, tmp_path):
 
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "something").write_text("x")
-    with pytest.raises(ConfigError, match="not empty; pass --resume"):
+    with pytest.raises(ConfigError, match=r"not empty \(it holds \['something'\]\); choose another --output-dir"):
         run_recipe(load_config(tiny_recipe), tmp_path / "run")
 
 

@@ -203,3 +203,21 @@ def test_files_are_read_only_and_the_host_filesystem_is_mostly_absent():
     allowed = {"usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32", "etc", "dev", "tmp", "sandbox"} | python_tops
     assert set(eval(lines[1])) <= allowed
     assert lines[2] == "False False"
+
+
+def test_an_interpreter_under_tmp_runs_and_stays_read_only():
+    """A venv under /tmp (CI workspaces, a clone in /tmp) was hidden by the sandbox's private /tmp."""
+    import subprocess
+    import sys
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="rlkit-venv-", dir="/tmp") as prefix:
+        os.chmod(prefix, 0o755)  # as a clone's directory is; mkdtemp makes it 0700
+        subprocess.run([sys.executable, "-m", "venv", "--without-pip", prefix], check=True)
+        python = f"{prefix}/bin/python"
+        source = ("import os, sys\nprint(sys.prefix)\ntry:\n    open(os.path.join(sys.prefix, 'pwned'), 'w')\n"
+                  "    print('wrote')\nexcept OSError as e:\n    print('denied', e.errno)\n")
+        result = run_python({"main.py": source}, "main.py", limits=FAST, python=python)
+        assert result.ok, result.stderr.decode()
+        assert result.stdout.decode().split("\n")[:2] == [prefix, "denied 30"]  # EROFS: a read-only view
+        assert not os.path.exists(os.path.join(prefix, "pwned"))

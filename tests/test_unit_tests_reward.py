@@ -16,10 +16,11 @@ from test_sandbox import wait_for_no_leftovers
 from rlkit.errors import DataError
 from rlkit.rewards.code.sandbox import SandboxLimits
 from rlkit.rewards.code.unit_tests import parse_verdict, program_and_tests, run_unit_tests, unit_tests_reward
+from tests.conftest import SHARED_DATA
 
 pytestmark = pytest.mark.sandbox
 
-HUMANEVAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "code" / "HumanEval.jsonl.gz"
+HUMANEVAL = SHARED_DATA / "code" / "HumanEval.jsonl.gz"
 ADD_TESTS = {"id": "add", "tests": ["assert add(1, 2) == 3", "assert add(-1, 1) == 0", "assert add(2, 2) == 4"]}
 CORRECT_ADD = "def add(a, b):\n    return a + b\n"
 

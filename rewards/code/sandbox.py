@@ -108,7 +108,11 @@ def _mount_args(python: str, files_dir: str, tmp_bytes: int) -> list[str]:
             args += ["--ro-bind", top, top]
     if os.path.isfile("/etc/ld.so.cache"):
         args += ["--ro-bind", "/etc/ld.so.cache", "/etc/ld.so.cache"]
-    made: set[str] = set()
+    args += ["--ro-bind", files_dir, SANDBOX_DIR, "--dev", "/dev"]
+    # the private /tmp comes before the Python mounts: bwrap mounts in order, so an interpreter that lives
+    # under /tmp (CI workspaces, throw-away venvs) is bound read-only on top of the tmpfs instead of hidden by it
+    args += ["--size", str(tmp_bytes), "--perms", "1777", "--tmpfs", "/tmp"]
+    made: set[str] = {"/tmp"}  # the tmpfs keeps its 1777
     for directory in _python_mounts(python):
         # bwrap would create missing parents with mode 0700, unreadable to the run's uid
         parents = list(Path(directory).parents)[::-1][1:]
@@ -117,8 +121,6 @@ def _mount_args(python: str, files_dir: str, tmp_bytes: int) -> list[str]:
                 made.add(str(parent))
                 args += ["--perms", "0755", "--dir", str(parent)]
         args += ["--ro-bind", directory, directory]
-    args += ["--ro-bind", files_dir, SANDBOX_DIR, "--dev", "/dev"]
-    args += ["--size", str(tmp_bytes), "--perms", "1777", "--tmpfs", "/tmp"]
     return args
 
 

@@ -15,8 +15,11 @@ import torch
 
 from rlkit.bench.workload import Workload, build_policy, build_tokenizer, even_token_reward, prompt_texts
 
+COMPLETION_TOKENS: list[int] = []  # completion words (= tokens) the reward saw, per call
+
 
 def _reward(prompts: list, completions: list, **_: Any) -> list[float]:
+    COMPLETION_TOKENS.append(sum(len(text.split()) for text in completions))
     return [even_token_reward(text) for text in completions]
 
 
@@ -30,6 +33,7 @@ def run_trl(w: Workload, device: torch.device, steps: int, warmup: int) -> dict[
     GRPOConfig, GRPOTrainer = trl.GRPOConfig, trl.GRPOTrainer
 
     records: list[dict[str, Any]] = []
+    COMPLETION_TOKENS.clear()
 
     class StepClock(TrainerCallback):
         def on_step_begin(self, args, state, control, **kwargs):  # noqa: ANN001, ANN003, ANN201
@@ -44,7 +48,9 @@ def run_trl(w: Workload, device: torch.device, steps: int, warmup: int) -> dict[
                 torch.cuda.synchronize(device)
             wall = time.perf_counter() - self.start
             index = len(records)
-            records.append({"step": index, "warmup": index < warmup, "wall": wall})
+            tokens = float(sum(COMPLETION_TOKENS)) if COMPLETION_TOKENS else float(w.sequences * w.completion_tokens)
+            COMPLETION_TOKENS.clear()
+            records.append({"step": index, "warmup": index < warmup, "wall": wall, "completion_tokens": tokens})
             print(f"[trl] step {index}{' (warm-up)' if index < warmup else ''}: {wall:.3f} s", flush=True)
 
     accumulation = max(1, w.sequences // w.micro_batch_size)
@@ -58,7 +64,8 @@ def run_trl(w: Workload, device: torch.device, steps: int, warmup: int) -> dict[
             gradient_accumulation_steps=accumulation,
             num_generations=w.samples,
             max_completion_length=w.completion_tokens,
-            generation_kwargs={"min_new_tokens": w.completion_tokens},  # EOS never ends a sample
+            # reference: EOS never ends a sample; ragged: the policy's own stop token ends it, as in rlkit's run
+            generation_kwargs={} if w.stop_median else {"min_new_tokens": w.completion_tokens},
             temperature=1.0,
             beta=0.0,
             learning_rate=w.lr,
@@ -86,5 +93,5 @@ def run_trl(w: Workload, device: torch.device, steps: int, warmup: int) -> dict[
     if device.type == "cuda":
         torch.cuda.empty_cache()
     for record in records:
-        record["completion_tokens"] = float(w.sequences * w.completion_tokens)  # min_new_tokens = the limit
+        record["response_mean"] = record["completion_tokens"] / w.sequences
     return {"framework": "trl", "records": records, "peak_memory_bytes": peak, "engine": "transformers generate"}

@@ -1,8 +1,11 @@
-"""`rlkit bench`: the reference GRPO step (DESIGN.md) for rlkit and TRL's GRPOTrainer, on one device.
+"""`rlkit bench`: one GRPO step for rlkit and TRL's GRPOTrainer, on one device, on a workload preset.
 
-Prints, per framework, the steady step time, its split (generate / logprobs / train / weight sync),
-completion tokens per second, peak GPU memory and the ratio to DESIGN.md's floor. Shape flags run a
-smaller workload (e.g. on a CPU): `rlkit bench --tiny --frameworks rlkit`.
+Presets (rlkit/bench/workload.py): `reference` (DESIGN.md: 0.5B shape, 128 x 512 tokens, every sample
+to the limit), `ragged` (prompts of 32-128 tokens, long-tailed completions up to 1,024, median ~256),
+`long` (a 1.5B shape, 128 x (256 + 3,072)), `tiny` (a CPU shape). Prints, per framework, the steady
+step time, its split (generate / logprobs / train / weight sync), completion tokens per second, the
+useful fraction of the tokens computed in decode and in training, peak GPU memory and the ratio to the
+step's floor. Shape flags change a preset: `rlkit bench --preset long --completion-tokens 8192`.
 """
 
 from __future__ import annotations
@@ -20,20 +23,23 @@ VARIANTS = {
     "rlkit-eager": dict(fast_engine=True, compile_decode=False),  # CUDA graph of eager kernels, no torch.compile
     "rlkit-plain": dict(fast_engine=True, chunk_size=0),  # whole-batch fp32 logits in the learner
     "rlkit-nolc": dict(fast_engine=True, compile_learner=False),  # learner body not compiled
+    "rlkit-padded": dict(fast_engine=True, pack=False, compact=False),  # padded micro-batches, static decode batch
+    "rlkit-padded-nolc": dict(fast_engine=True, pack=False, compact=False, compile_learner=False),  # the same, not compiled
 }
 FRAMEWORKS = (*VARIANTS, "trl")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from rlkit.bench.workload import REFERENCE
+    from rlkit.bench.workload import PRESETS, REFERENCE
 
-    p = sub.add_parser("bench", help="time the reference GRPO step for rlkit and TRL", description=__doc__,
+    p = sub.add_parser("bench", help="time one GRPO step for rlkit and TRL on a workload preset", description=__doc__,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--frameworks", default="rlkit,trl",
                    help="comma-separated: rlkit (fast HF engine), trl (GRPOTrainer), and rlkit variants that undo one "
                         "change each: rlkit-hf (transformers generate), rlkit-eager (decode not compiled), rlkit-plain (fp32 "
-                        "logits), rlkit-nolc (learner not compiled)")
-    p.add_argument("--tiny", action="store_true", help="start from the tiny CPU shape instead of the reference")
+                        "logits), rlkit-nolc (learner not compiled), rlkit-padded (padded micro-batches, no decode compaction)")
+    p.add_argument("--preset", choices=sorted(PRESETS), default="reference", help="the workload to start from")
+    p.add_argument("--tiny", action="store_true", help="the same as --preset tiny")
     for f in fields(REFERENCE):
         p.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=None,
                        help=f"workload {f.name} (reference: {f.default})")
@@ -46,9 +52,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def workload_from_args(args: argparse.Namespace):  # noqa: ANN201
-    from rlkit.bench.workload import REFERENCE, TINY
+    from rlkit.bench.workload import PRESETS
 
-    base = TINY if args.tiny else REFERENCE
+    base = PRESETS["tiny" if args.tiny else args.preset]
     changes = {f.name: getattr(args, f.name) for f in fields(base) if getattr(args, f.name) is not None}
     return replace(base, **changes)
 

@@ -12,6 +12,7 @@ prints the markdown table.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
@@ -75,11 +76,13 @@ def main(args: argparse.Namespace) -> int:
     from rlkit.errors import ConfigError
     from rlkit.eval.benchmarks import check_gold_answers, default_data_dir, resolve_benchmark, split_specs
     from rlkit.eval.evaluate import evaluate_benchmark, sampling_for
+    from rlkit.eval.progress import EvalProgress
     from rlkit.eval.report import write_benchmark, write_summary
+    from rlkit.files import missing_model_dir
 
     _check_args(args)
-    if args.model.startswith((".", "/", "~")) and not Path(args.model).expanduser().is_dir():
-        raise ConfigError(f"--model: directory not found: {args.model}")
+    if (problem := missing_model_dir(args.model)) is not None:
+        raise ConfigError(f"--model: {problem}")
     specs = split_specs(args.benchmarks)
     if not specs:
         raise ConfigError("--benchmarks is empty: name at least one, e.g. --benchmarks math500,aime24")
@@ -88,7 +91,8 @@ def main(args: argparse.Namespace) -> int:
     names = [b.name for b in benches]
     if len(set(names)) != len(names):
         raise ConfigError(f"--benchmarks names one benchmark twice: {', '.join(names)}")
-    max_new_tokens = args.max_new_tokens or _default_max_new_tokens(args.model)
+    context = _model_context(args.model)
+    max_new_tokens = args.max_new_tokens or _default_max_new_tokens(args.model, context)
     plans = []
     for bench in benches:  # everything a user can get wrong is checked before the model loads
         sampling = sampling_for(bench, args.n, args.temperature, max_new_tokens, args.seed, args.top_p)
@@ -112,7 +116,13 @@ def main(args: argparse.Namespace) -> int:
     print(f"rlkit: evaluating {model_label} on {', '.join(names)}; results in {output}", flush=True)
     results = []
     for bench, samples, sampling in plans:
-        result = evaluate_benchmark(engine, tokenizer, bench, samples, scorer, sampling, args.batch_size)
+        over = _flag_over_context(bench.name, samples, tokenizer, context, args.engine)
+        progress = EvalProgress(bench.name, len(samples), sampling.n)
+        try:
+            result = evaluate_benchmark(engine, tokenizer, bench, samples, scorer, sampling, args.batch_size, progress=progress)
+        finally:
+            progress.close()
+        result.metrics["prompts_over_context"] = over
         path = write_benchmark(result, output)
         m = result.metrics
         print(
@@ -129,26 +139,48 @@ def main(args: argparse.Namespace) -> int:
     return 0
 
 
-def _default_max_new_tokens(model: str) -> int:
-    """3072, or the model's context length when shorter: tokens past it are outside what the model was
-    trained on, and vLLM refuses them."""
+def _model_context(model: str) -> int | None:
+    """The model's context length (max_position_embeddings), None when its config does not say."""
     from rlkit.errors import ConfigError
 
     if model == "tiny":
         from rlkit.world.model import tiny_model_config
 
-        context = tiny_model_config().max_position_embeddings
-    else:
-        from transformers import AutoConfig
+        return tiny_model_config().max_position_embeddings
+    from transformers import AutoConfig
 
-        try:
-            context = getattr(AutoConfig.from_pretrained(model), "max_position_embeddings", None)
-        except (OSError, ValueError) as err:
-            raise ConfigError(f"--model: cannot read a model config from {model!r}: {err}") from None
+    try:
+        return getattr(AutoConfig.from_pretrained(model), "max_position_embeddings", None)
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"--model: cannot read a model config from {model!r}: {err}") from None
+
+
+def _default_max_new_tokens(model: str, context: int | None = None) -> int:
+    """3072, or the model's context length when shorter: tokens past it are outside what the model was
+    trained on, and vLLM refuses them."""
+    context = context or _model_context(model)
     if context and context < DEFAULT_MAX_NEW_TOKENS:
         print(f"rlkit: --max-new-tokens defaults to {context}, the model's context length", flush=True)
         return int(context)
     return DEFAULT_MAX_NEW_TOKENS
+
+
+def _flag_over_context(name: str, samples: list[dict], tokenizer, context: int | None, engine: str) -> int:  # noqa: ANN001
+    """How many prompts are longer than the model's context, said once per benchmark with what happens to them."""
+    from rlkit.models import encode_prompt
+
+    if not context:
+        return 0
+    lengths = [(len(encode_prompt(tokenizer, s["prompt"])), s.get("id")) for s in samples]
+    over = [(length, sample_id) for length, sample_id in lengths if length > context]
+    if over:
+        fate = ("vLLM refuses them" if engine == "vllm" else
+                "they are generated anyway, at positions the model was never trained on, and are scored as usual")
+        longest = max(over, key=lambda o: o[0])
+        print(f"rlkit: warning: {name}: {len(over)} of {len(samples)} prompts are longer than the model's context of "
+              f"{context} tokens (the longest, {longest[1]}, has {longest[0]}); {fate}. results.json counts them "
+              "as prompts_over_context; --limit or a filtered file leaves them out", file=sys.stderr, flush=True)
+    return len(over)
 
 
 def _build_engine(args: argparse.Namespace):  # noqa: ANN202

@@ -49,7 +49,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--reward-timeout", type=float, default=rewards.timeout, help="seconds per reward call (as reward.timeout)")
     backend = p.add_argument_group("backend (defaults and help from GeneratorConfig in rlkit/config.py)")
     for name, info in GeneratorConfig.model_fields.items():  # one flag per config field: the schema stays the one source
-        backend.add_argument(f"--{name.replace('_', '-')}", dest=f"gen_{name}", default=None, help=f"{info.description} (default {info.default})")
+        backend.add_argument(f"--{name.replace('_', '-')}", dest=f"gen_{name}", metavar=name.upper(), default=None, help=f"{info.description} (default {info.default})")
     p.set_defaults(func=main)
 
 

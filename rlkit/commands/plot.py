@@ -1,9 +1,11 @@
-"""`rlkit plot RUN_DIR [--output DIR]`: PNG curves (reward, accuracy, entropy, response length, KL, loss)
-from RUN_DIR/metrics.jsonl, written to RUN_DIR/plots/ unless --output says otherwise."""
+"""`rlkit plot RUN_DIR [--output DIR]`: PNG curves (reward, training-sample accuracy, held-out accuracy,
+entropy, response length, KL, loss), one panel per stage, from RUN_DIR/metrics.jsonl (and summary.json's
+evaluations), written to RUN_DIR/plots/ unless --output says otherwise. A quantity without data is named."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 
@@ -17,6 +19,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def main(args: argparse.Namespace) -> int:
     from rlkit.plot import plot_run
 
-    for path in plot_run(args.run_dir, args.output):
+    written, missing = plot_run(args.run_dir, args.output)
+    for path in written:
         print(path, flush=True)
+    for note in missing:
+        print(f"rlkit: {note}", file=sys.stderr, flush=True)
     return 0

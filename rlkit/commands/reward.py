@@ -116,9 +116,18 @@ def main_score(args: argparse.Namespace) -> int:
                     elif shown < PREVIEW:
                         shown += 1
                         print(f"line {line_no}: reward {reward:g}  info {json.dumps(info, default=str)[:300]}")
-    finally:
         if out is not None:
             out.close()
+    except BaseException as err:
+        if out is not None:  # no partial file: a full disk or an error mid-way leaves nothing half-written
+            try:
+                out.close()
+            except OSError:
+                pass
+            args.output.unlink(missing_ok=True)
+        if isinstance(err, OSError) and err.filename is None and out is not None:
+            raise OSError(err.errno, err.strerror, str(args.output)) from err  # a write names no file; say which
+        raise
     elapsed = time.perf_counter() - started
     if count == 0:
         raise DataError(f"{args.input}: no rows to score")

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rlkit.eval.benchmarks import Benchmark
+from rlkit.eval.progress import EvalProgress
 from rlkit.eval.scores import avg_at_k, maj_at_k, mean_pass_at_k, pass_ks
 from rlkit.models import encode_prompt
 from rlkit.rollout.base import Completion, RolloutEngine, SamplingParams
@@ -141,8 +142,10 @@ def evaluate_benchmark(
     sampling: SamplingParams,
     batch_size: int = 64,
     keep_problems: bool = True,
+    progress: EvalProgress | None = None,
 ) -> BenchmarkResult:
-    """Generate `sampling.n` completions per sample, `batch_size` prompts at a time, and score them."""
+    """Generate `sampling.n` completions per sample, `batch_size` prompts at a time, and score them
+    (`progress` hears of each batch's problems)."""
     started = time.perf_counter()
     completions: list[Completion] = []
     verdict_scores: list[float] = []
@@ -153,6 +156,8 @@ def evaluate_benchmark(
         verdict_scores += scored.total
         errors += scored.errors
         timeouts += scored.timeouts
+        if progress is not None:
+            progress.advance(len({c.prompt_index for c in generated}))
         # one reward: its info dict (pred, gold, reason); several: merged, the first reward's pred wins
         for info in scored.infos:
             merged: dict[str, Any] = {}

@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from rlkit.config import GeneratorConfig
-from rlkit.errors import ConfigError
 
 Prompt = str | list[dict[str, str]]
 
@@ -66,18 +65,6 @@ def register_generator(name: str) -> Callable:
         return cls
 
     return register
-
-
-def build_generator(config: GeneratorConfig) -> Generator:
-    _import_backends()
-    if config.backend not in GENERATORS:
-        raise ConfigError(f"key 'generator.backend': unknown backend '{config.backend}'; expected one of {', '.join(sorted(GENERATORS))}")
-    return GENERATORS[config.backend](config)
-
-
-def _import_backends() -> None:
-    """Each backend module registers itself on import; none imports a heavy library at module level."""
-    from rlkit.generation import local, openai_server, tiny_teacher  # noqa: F401
 
 
 def prompt_text(prompt: Prompt) -> str:

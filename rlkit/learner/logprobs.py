@@ -64,11 +64,16 @@ def _kernels(device: torch.device) -> tuple[Callable, Callable]:
     return _FUSED["stats"], _FUSED["grad"]
 
 
+def _head(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    return hidden @ weight.T if bias is None else torch.addmm(bias, hidden, weight.T)
+
+
 class FusedHeadLogprobs(torch.autograd.Function):
-    """(log p(target), entropy) of `hidden @ weight.T`, `chunk` rows at a time; logits never stored."""
+    """(log p(target), entropy) of `hidden @ weight.T (+ bias)`, `chunk` rows at a time; logits never stored."""
 
     @staticmethod
-    def forward(ctx, hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, chunk: int):  # noqa: ANN001, ANN205
+    def forward(ctx, hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, chunk: int,  # noqa: ANN001, ANN205
+                bias: torch.Tensor | None = None):
         stats, _ = _kernels(hidden.device)
         rows = hidden.shape[0]
         logprobs = hidden.new_empty(rows, dtype=torch.float)
@@ -76,8 +81,8 @@ class FusedHeadLogprobs(torch.autograd.Function):
         entropy = hidden.new_empty(rows, dtype=torch.float)
         for start in range(0, rows, chunk):
             part = slice(start, start + chunk)
-            logprobs[part], log_z[part], entropy[part] = stats(hidden[part] @ weight.T, targets[part])
-        ctx.save_for_backward(hidden, weight, targets, log_z, entropy)
+            logprobs[part], log_z[part], entropy[part] = stats(_head(hidden[part], weight, bias), targets[part])
+        ctx.save_for_backward(hidden, weight, targets, log_z, entropy, bias)
         ctx.chunk = chunk
         ctx.set_materialize_grads(False)
         ctx.mark_non_differentiable(log_z)
@@ -85,30 +90,37 @@ class FusedHeadLogprobs(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_logprob, grad_entropy, _grad_log_z):  # noqa: ANN001, ANN205
-        hidden, weight, targets, log_z, entropy = ctx.saved_tensors
+        hidden, weight, targets, log_z, entropy, bias = ctx.saved_tensors
+        inputs = len(ctx.needs_input_grad)  # 4, or 5 with a bias
         if grad_logprob is None and grad_entropy is None:
-            return None, None, None, None
+            return (None,) * inputs
         _, grad_fn = _kernels(hidden.device)
         zeros = torch.zeros_like(log_z)
         grad_logprob = zeros if grad_logprob is None else grad_logprob
         grad_entropy = zeros if grad_entropy is None else grad_entropy
         grad_hidden = torch.empty_like(hidden) if ctx.needs_input_grad[0] else None
         grad_weight = torch.zeros_like(weight, dtype=torch.float) if ctx.needs_input_grad[1] else None
+        grad_bias = torch.zeros_like(bias, dtype=torch.float) if inputs > 4 and ctx.needs_input_grad[4] else None
         for start in range(0, hidden.shape[0], ctx.chunk):
             part = slice(start, start + ctx.chunk)
-            grad_logits = grad_fn(hidden[part] @ weight.T, targets[part], log_z[part], entropy[part],
+            grad_logits = grad_fn(_head(hidden[part], weight, bias), targets[part], log_z[part], entropy[part],
                                   grad_logprob[part], grad_entropy[part])
             if grad_hidden is not None:
                 grad_hidden[part] = grad_logits @ weight
             if grad_weight is not None:
                 grad_weight += (grad_logits.T @ hidden[part]).float()
-        return grad_hidden, None if grad_weight is None else grad_weight.to(weight.dtype), None, None
+            if grad_bias is not None:
+                grad_bias += grad_logits.float().sum(0)
+        grads = (grad_hidden, None if grad_weight is None else grad_weight.to(weight.dtype), None, None,
+                 None if grad_bias is None else grad_bias.to(bias.dtype))
+        return grads[:inputs]
 
 
 def fused_head_logprobs(hidden: torch.Tensor, head: torch.nn.Linear, targets: torch.Tensor, chunk: int) -> tuple[torch.Tensor, torch.Tensor]:
     """`hidden` [..., E], `targets` [...] -> (log p(target), entropy), each [...] in fp32."""
     shape = targets.shape
-    logprobs, entropy, _ = FusedHeadLogprobs.apply(hidden.reshape(-1, hidden.shape[-1]), head.weight, targets.reshape(-1), chunk)
+    logprobs, entropy, _ = FusedHeadLogprobs.apply(hidden.reshape(-1, hidden.shape[-1]), head.weight, targets.reshape(-1), chunk,
+                                                   getattr(head, "bias", None))
     return logprobs.view(shape), entropy.view(shape)
 
 
@@ -148,7 +160,7 @@ def sequence_logprobs(
     targets = input_ids[:, 1:]
     head = model.get_output_embeddings()
     zeros = hidden.new_zeros((input_ids.shape[0], 1), dtype=torch.float)
-    if chunk_size and getattr(head, "bias", None) is None:
+    if chunk_size:
         lp, ent = fused_head_logprobs(hidden, head, targets, chunk_size)
         return torch.cat([zeros, lp], dim=1), (torch.cat([zeros, ent], dim=1) if with_entropy else None)
     lp, ent = logprobs_from_logits(head(hidden), targets, with_entropy)

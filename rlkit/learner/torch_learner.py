@@ -11,15 +11,20 @@ from __future__ import annotations
 import copy
 import math
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 
 from rlkit.config import LearnerConfig
 from rlkit.learner.base import LossFn, TokenBatch
 from rlkit.learner.logprobs import sequence_logprobs
+from rlkit.learner.memory import out_of_memory
+from rlkit.learner.packing import PackedMicroBatch, packed_micro_batches
 from rlkit.learner.reference import ReferencePolicy
+
+T = TypeVar("T")
 
 
 class TorchLearner:
@@ -45,19 +50,50 @@ class TorchLearner:
         )
         self.steps = 0
 
-    def _micro_batches(self, batch: TokenBatch) -> Iterable[TokenBatch]:
+    def _micro_batches(self, batch: TokenBatch) -> Iterable[PackedMicroBatch | tuple[torch.Tensor, TokenBatch]]:
+        """Packed micro-batches by a token budget (`learner.micro_batch_tokens`), else (rows, padded micro-batch)
+        of `micro_batch_size` rows. Batches packed already (SFT packing) keep their rows."""
+        if self.config.micro_batch_tokens and batch.position_ids is None:
+            yield from packed_micro_batches(batch, self.config.micro_batch_tokens)
+            return
         size = -(-self.config.micro_batch_size // batch.row_group) * batch.row_group  # whole row groups
         for start in range(0, len(batch), size):
             micro = batch.select(slice(start, start + size))
             width = int(micro.attention_mask.sum(1).max())  # trim right padding shared by the micro-batch
-            yield micro.select((slice(None), slice(0, width))) if width < micro.input_ids.shape[1] else micro
+            yield torch.arange(start, start + len(micro)), micro.select((slice(None), slice(0, width))) if width < micro.input_ids.shape[1] else micro
 
-    def _forward(self, micro: TokenBatch, with_entropy: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def _forward(self, micro: PackedMicroBatch | TokenBatch, with_entropy: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Per-token logprobs (and entropy) in the padded layout of the micro-batch's rows."""
+        if isinstance(micro, PackedMicroBatch):
+            lp, ent = sequence_logprobs(
+                self.model, micro.input_ids, torch.ones_like(micro.input_ids), with_entropy, self.config.logprob_chunk_size,
+                position_ids=micro.position_ids, compile_body=self.config.compile,
+            )
+            return micro.unpack(lp), (micro.unpack(ent) if ent is not None else None)
         return sequence_logprobs(
             self.model, micro.input_ids, micro.attention_mask, with_entropy, self.config.logprob_chunk_size,
             position_ids=micro.position_ids,  # packed sequences (SFT packing)
             compile_body=self.config.compile,
         )
+
+    def _guarded(self, micro: PackedMicroBatch | TokenBatch, run: Callable[[], T]) -> T:
+        """`run()`, with a CUDA out-of-memory turned into an error naming the knobs to turn."""
+        try:
+            return run()
+        except torch.OutOfMemoryError:
+            pass  # raised below, outside the handler, so the frames holding the activations are freed first
+        self.optimizer.zero_grad(set_to_none=True)
+        ids = micro.input_ids
+        useful = micro.useful_tokens if isinstance(micro, PackedMicroBatch) else int(micro.attention_mask.sum())
+        raise out_of_memory(self.config, ids.shape[0], ids.shape[1], useful, self.device)
+
+    @staticmethod
+    def _split(item: PackedMicroBatch | tuple[torch.Tensor, TokenBatch]) -> tuple[torch.Tensor, TokenBatch, PackedMicroBatch | TokenBatch]:
+        """(rows, the padded micro-batch the loss reads, what the model reads)."""
+        if isinstance(item, PackedMicroBatch):
+            return item.rows, item.padded, item
+        rows, micro = item
+        return rows, micro, micro
 
     @torch.no_grad()
     def logprobs(self, batch: TokenBatch, with_entropy: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -65,27 +101,33 @@ class TorchLearner:
         self.model.eval()
         out_lp = torch.zeros(batch.input_ids.shape, dtype=torch.float)
         out_ent = torch.zeros(batch.input_ids.shape, dtype=torch.float) if with_entropy else None
-        row = 0
-        for micro in self._micro_batches(batch):
-            lp, ent = self._forward(micro.to(self.device), with_entropy)
-            rows, width = lp.shape
-            out_lp[row : row + rows, :width] = lp.cpu()
+        for item in self._micro_batches(batch):
+            rows, _, fed = self._split(item)
+            fed = fed.to(self.device)
+            lp, ent = self._guarded(fed, lambda fed=fed: self._forward(fed, with_entropy))
+            width = lp.shape[1]
+            out_lp[rows, :width] = lp.cpu()
             if out_ent is not None:
-                out_ent[row : row + rows, :width] = ent.cpu()
-            row += rows
+                out_ent[rows, :width] = ent.cpu()
         self.model.train(was_training)
         return out_lp, out_ent
 
     def train_step(self, batch: TokenBatch, loss_fn: LossFn) -> dict[str, float]:
         self.model.train()
         totals: dict[str, float] = {}
-        for micro in self._micro_batches(batch):
-            micro = micro.to(self.device)
-            logprobs, entropy = self._forward(micro, with_entropy=True)
-            loss, metrics = loss_fn(micro, logprobs, entropy)
-            loss.backward()
+        useful = computed = 0
+        for item in self._micro_batches(batch):
+            _, padded, fed = self._split(item)
+            if isinstance(fed, PackedMicroBatch):
+                fed = fed.to(self.device)
+                padded = fed.padded
+            else:
+                fed = padded = padded.to(self.device)
+            metrics = self._guarded(fed, lambda fed=fed, padded=padded: self._backward(fed, padded, loss_fn))
             for key, value in metrics.items():
                 totals[key] = totals.get(key, 0.0) + value  # loss_fn returns batch-normalized parts
+            useful += int(padded.attention_mask.sum())
+            computed += fed.input_ids.numel()
         params = [p for p in self.model.parameters() if p.requires_grad]
         sum_gradients_across_ranks(params)
         grad_norm = torch.nn.utils.clip_grad_norm_(params, self.config.max_grad_norm)
@@ -98,7 +140,15 @@ class TorchLearner:
         self.steps += 1
         totals["grad_norm"] = float(grad_norm)
         totals["lr"] = self.scheduler.get_last_lr()[0]
+        totals["tokens/train_useful"] = float(useful)  # real tokens the forward/backward saw
+        totals["tokens/train_computed"] = float(computed)  # tokens it computed, padding included
         return totals
+
+    def _backward(self, fed: PackedMicroBatch | TokenBatch, padded: TokenBatch, loss_fn: LossFn) -> dict[str, float]:
+        logprobs, entropy = self._forward(fed, with_entropy=True)
+        loss, metrics = loss_fn(padded, logprobs, entropy)
+        loss.backward()
+        return metrics
 
     def named_weights(self) -> Iterable[tuple[str, torch.Tensor]]:
         """HF-named full weights; under LoRA each adapted Linear merged (W + scale * B @ A)."""

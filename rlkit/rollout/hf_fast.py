@@ -13,7 +13,10 @@ modules, so weights are shared with the learner and a weight sync costs nothing)
   before every generate);
 - sampling by the exponential-race (Gumbel-max) trick: argmax(log p - log E), E ~ Exp(1),
   which draws exactly from softmax(logits / T) without a cumulative sum or a multinomial;
-- the sampled token's log-probability under the warped distribution, as the HF engine records.
+- the sampled token's log-probability under the warped distribution, as the HF engine records;
+- compaction: when half of the rows (or more) have stopped, the live rows move to the front of the
+  buffers and decoding goes on with a batch half as large (its own captured graph, on views of the same
+  cache), so a long-tailed batch stops paying for its finished rows (`compact`, on by default).
 
 Supports decoder-only models with Llama-style attention (Qwen2, Qwen3, Llama, Mistral without
 a sliding window). Selected by `rollout.static_cache: true` with the HF engine.
@@ -30,6 +33,7 @@ import torch.nn.functional as F
 
 from rlkit.errors import ConfigError
 from rlkit.rollout.base import Completion, SamplingParams
+from rlkit.rollout.decode_state import DecodeState
 from rlkit.rollout.hf import InProcessEngine
 
 log = logging.getLogger("rlkit.rollout")
@@ -38,6 +42,7 @@ SUPPORTED_MODEL_TYPES = {"qwen2", "qwen3", "llama", "mistral"}
 STOP_CHECK_EVERY = 32  # decode steps between host checks for "every row has stopped"
 MAX_CACHED_STATES = 4  # KV caches (and captured graphs) kept for reuse, one per batch shape
 WIDTH_MULTIPLE = 32  # prompt widths are padded up to a multiple of this when graphs are captured
+MIN_COMPACT_ROWS = 8  # the smallest batch compaction shrinks to
 
 
 def _rotate_half(x: torch.Tensor) -> torch.Tensor:
@@ -80,24 +85,6 @@ class _FusedLayer:
     gate_up_bias: torch.Tensor | None = None
 
 
-@dataclass
-class _DecodeState:
-    """Static buffers one captured decode graph reads and writes in place."""
-
-    keys: list[torch.Tensor]  # per layer [B, KVH, Lmax, D]
-    values: list[torch.Tensor]
-    valid: torch.Tensor  # [B, Lmax] bool: key positions a query may attend to
-    token: torch.Tensor  # [B] long: the last sampled token, input of the next step
-    position: torch.Tensor  # [B] long: rotary position of `token`
-    slot: torch.Tensor  # [1] long: cache slot `token` is written to
-    step: torch.Tensor  # [1] long: output column of the next sampled token
-    done: torch.Tensor  # [B] bool
-    out_tokens: torch.Tensor  # [B, T] long
-    out_logprobs: torch.Tensor  # [B, T] float
-    noise: torch.Tensor | None  # [B, V] float, refilled with Exp(1) draws every step
-    graph: torch.cuda.CUDAGraph | None = None
-
-
 class FastHFEngine(InProcessEngine):
     """Static-cache engine; `cuda_graph`/`compile` default to on for CUDA, off for CPU."""
 
@@ -119,7 +106,9 @@ class FastHFEngine(InProcessEngine):
         self.batch_size = batch_size
         self.stop_ids = {tokenizer.eos_token_id}
         self.cuda_graph, self.compile = cuda_graph, compile
-        self._states: dict[tuple, _DecodeState] = {}
+        self.compact = True
+        self.stats: dict[str, float] = {}  # token counts since the caller last cleared it (rlkit bench reads them)
+        self._states: dict[tuple, DecodeState] = {}
         self._fused: dict[int, _FusedLayer] = {}
         self._compiled: Callable | None = None
         self.compile_failed = False
@@ -213,7 +202,7 @@ class FastHFEngine(InProcessEngine):
         return sample_tokens(logits, noise, temperature, top_p)
 
     # ------------------------------------------------------------------ one decode step (captured on GPU)
-    def _decode_step(self, state: _DecodeState, sampling: SamplingParams, stop: torch.Tensor | None, pad: int) -> None:
+    def _decode_step(self, state: DecodeState, sampling: SamplingParams, stop: torch.Tensor | None, pad: int) -> None:
         state.valid.index_fill_(1, state.slot, True)
         forward = self._compiled or self._decode_and_sample
         if state.noise is not None:
@@ -224,7 +213,7 @@ class FastHFEngine(InProcessEngine):
         state.slot += 1
         state.position += 1
 
-    def _emit(self, state: _DecodeState, logits: torch.Tensor, sampling: SamplingParams,
+    def _emit(self, state: DecodeState, logits: torch.Tensor, sampling: SamplingParams,
               stop: torch.Tensor | None, pad: int) -> None:
         """Sample from `logits`, record token and log-probability in column `step`, update `done`."""
         if state.noise is not None:
@@ -232,7 +221,7 @@ class FastHFEngine(InProcessEngine):
         token, logprob = sample_tokens(logits, state.noise, sampling.temperature, sampling.top_p)
         self._record(state, token, logprob, stop, pad)
 
-    def _record(self, state: _DecodeState, token: torch.Tensor, logprob: torch.Tensor, stop: torch.Tensor | None, pad: int) -> None:
+    def _record(self, state: DecodeState, token: torch.Tensor, logprob: torch.Tensor, stop: torch.Tensor | None, pad: int) -> None:
         token = torch.where(state.done, torch.full_like(token, pad), token)
         logprob = torch.where(state.done, torch.zeros_like(logprob), logprob)
         state.out_tokens.index_copy_(1, state.step, token[:, None])
@@ -243,30 +232,7 @@ class FastHFEngine(InProcessEngine):
         state.step += 1
 
     # ------------------------------------------------------------------ generate (batched by InProcessEngine)
-    def _new_state(self, batch: int, width: int, sampling: SamplingParams, device: torch.device) -> _DecodeState:
-        config = self.model.config
-        attn = self.model.model.layers[0].self_attn
-        kv_heads = config.num_key_value_heads
-        dtype = next(self.model.parameters()).dtype
-        length = width + sampling.max_new_tokens
-        cache_shape = (batch, kv_heads, length, attn.head_dim)
-        layers = config.num_hidden_layers
-        long = dict(dtype=torch.long, device=device)
-        return _DecodeState(
-            keys=[torch.zeros(cache_shape, dtype=dtype, device=device) for _ in range(layers)],
-            values=[torch.zeros(cache_shape, dtype=dtype, device=device) for _ in range(layers)],
-            valid=torch.zeros((batch, length), dtype=torch.bool, device=device),
-            token=torch.zeros(batch, **long),
-            position=torch.zeros(batch, **long),
-            slot=torch.zeros(1, **long),
-            step=torch.zeros(1, **long),
-            done=torch.zeros(batch, dtype=torch.bool, device=device),
-            out_tokens=torch.zeros((batch, sampling.max_new_tokens), **long),
-            out_logprobs=torch.zeros((batch, sampling.max_new_tokens), dtype=torch.float, device=device),
-            noise=None if sampling.greedy else torch.empty((batch, config.vocab_size), dtype=torch.float, device=device),
-        )
-
-    def _prefill(self, state: _DecodeState, input_ids: torch.Tensor, attention: torch.Tensor,
+    def _prefill(self, state: DecodeState, input_ids: torch.Tensor, attention: torch.Tensor,
                  sampling: SamplingParams, stop: torch.Tensor | None, pad: int) -> None:
         """Run the (left-padded) prompts, fill the cache, sample the first token."""
         batch, width = input_ids.shape
@@ -294,32 +260,73 @@ class FastHFEngine(InProcessEngine):
     def _maybe_compile(self, device: torch.device) -> None:
         wanted = self.compile if self.compile is not None else device.type == "cuda"
         if wanted and self._compiled is None and not self.compile_failed:
-            self._compiled = torch.compile(self._decode_and_sample, dynamic=False, fullgraph=False)
+            # static shapes for the first batch; a second batch size (a compacted half) recompiles once with a
+            # dynamic batch dimension that serves every later size, instead of one compile per size
+            self._compiled = torch.compile(self._decode_and_sample, dynamic=None, fullgraph=False)
 
-    def _run_decode(self, state: _DecodeState, sampling: SamplingParams, stop: torch.Tensor | None, pad: int, steps: int) -> None:
+    def _run_decode(self, state: DecodeState, sampling: SamplingParams, stop: torch.Tensor | None, pad: int,
+                    steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Decode up to `steps` more tokens; returns every row's (tokens, logprobs) [B, max_new_tokens]."""
         device = state.token.device
         self._maybe_compile(device)
+        rows = torch.arange(len(state.token), device=device)  # original row of each row of `current`
+        current = state
+        tokens, logprobs = state.out_tokens, state.out_logprobs
+        index = 0
+        while index < steps:
+            current, ran = self._decode_steps(current, sampling, stop, pad, min(steps - index, STOP_CHECK_EVERY))
+            index += ran
+            self.stats["decode_computed"] = self.stats.get("decode_computed", 0) + ran * len(current.token)
+            if stop is None or index >= steps:
+                continue  # nothing stops rows: no check, and nothing to compact
+            live = (~current.done[: len(rows)]).nonzero().squeeze(1)  # one host sync per STOP_CHECK_EVERY steps
+            if len(live) == 0:
+                break
+            size = self._compact_size(len(live), len(current.token))
+            if size < len(current.token):
+                if tokens is state.out_tokens:  # the first compaction: keep the outputs apart from the moving rows
+                    tokens, logprobs = tokens.clone(), logprobs.clone()
+                tokens[rows], logprobs[rows] = current.out_tokens[: len(rows)], current.out_logprobs[: len(rows)]
+                rows = rows[live]
+                current = state.keep(live, size)
+        if tokens is not state.out_tokens:
+            tokens[rows], logprobs[rows] = current.out_tokens[: len(rows)], current.out_logprobs[: len(rows)]
+        return tokens, logprobs
+
+    def _compact_size(self, live: int, size: int) -> int:
+        """Halve the batch while the live rows fit (never below MIN_COMPACT_ROWS); `size` when compaction is off."""
+        if not self.compact:
+            return size
+        while size % 2 == 0 and size // 2 >= max(live, MIN_COMPACT_ROWS):
+            size //= 2
+        return size
+
+    def _decode_steps(self, state: DecodeState, sampling: SamplingParams, stop: torch.Tensor | None, pad: int,
+                      steps: int) -> tuple[DecodeState, int]:
+        """Up to `steps` decode steps of `state` (its captured graph on GPU); returns the state and the steps run."""
+        device = state.token.device
 
         def step() -> None:
             self._decode_step(state, sampling, stop, pad)
 
+        ran = 0
         if self._use_graph(device) and state.graph is None and steps > 0:
             try:
                 self._capture(state, step, device)  # ends by replaying the captured graph as the first step
-                steps -= 1
+                ran = 1
             except Exception as err:  # noqa: BLE001 - capture is an optimization; eager steps give the same samples
                 log.warning("CUDA graph capture of the decode step failed (%s: %s); decoding without graphs", type(err).__name__, err)
                 self.cuda_graph, state.graph = False, None
                 torch.cuda.synchronize(device)
-        for index in range(steps):
+        for _ in range(ran, steps):
             if state.graph is not None:
                 state.graph.replay()
             else:
                 step()
-            if stop is not None and (index + 1) % STOP_CHECK_EVERY == 0 and bool(state.done.all()):
-                break
+            ran += 1
+        return state, ran
 
-    def _capture(self, state: _DecodeState, step: Callable[[], None], device: torch.device) -> None:
+    def _capture(self, state: DecodeState, step: Callable[[], None], device: torch.device) -> None:
         """Warm up (compiling if asked) and capture one decode step; the warm-up consumes one real step."""
         snapshot = [t.clone() for t in (state.valid, state.token, state.position, state.slot, state.step, state.done)]
         side = torch.cuda.Stream(device)
@@ -368,7 +375,7 @@ class FastHFEngine(InProcessEngine):
         if state is None:
             while len(self._states) >= MAX_CACHED_STATES:  # drop the least recently used cache and graph
                 self._states.pop(next(iter(self._states)))
-            state = self._new_state(rows, width, sampling, device)
+            state = DecodeState.allocate(self.model, rows, width + sampling.max_new_tokens, sampling, device)
         self._states[key] = state  # most recently used last
         stop = torch.tensor(sorted(self.stop_ids), dtype=torch.long, device=device) if self.stop_ids else None
 
@@ -379,10 +386,13 @@ class FastHFEngine(InProcessEngine):
         self.refresh_fused_weights()
         try:
             self._prefill(state, input_ids, attention, sampling, stop, pad)
-            self._run_decode(state, sampling, stop, pad, sampling.max_new_tokens - 1)
+            tokens, logprobs = self._run_decode(state, sampling, stop, pad, sampling.max_new_tokens - 1)
         finally:
             self.model.train(was_training)
         produced = int(state.step)
-        tokens = state.out_tokens[:, :produced].cpu()
-        logprobs = state.out_logprobs[:, :produced].cpu()
-        return self._completions(prompts, tokens, logprobs, sampling.n, index_offset)
+        completions = self._completions(prompts, tokens[:, :produced].cpu(), logprobs[:, :produced].cpu(), sampling.n, index_offset)
+        self.stats["decode_computed"] = self.stats.get("decode_computed", 0) + rows  # the first token, from the prefill
+        self.stats["decode_useful"] = self.stats.get("decode_useful", 0) + sum(len(c.response_ids) for c in completions)
+        self.stats["prefill_computed"] = self.stats.get("prefill_computed", 0) + rows * width
+        self.stats["prefill_useful"] = self.stats.get("prefill_useful", 0) + int(attention.sum())
+        return completions

@@ -1,10 +1,11 @@
 """What every stage shares: the run directory, the policy, metrics, evaluation, and the step loop
-with checkpoints, resume and a clean stop on SIGINT."""
+with checkpoints, resume and a clean stop on SIGINT or SIGTERM."""
 
 from __future__ import annotations
 
 import json
 import shutil
+import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from rlkit.checkpoint import atomic_dir, atomic_write_text, latest_checkpoint, load_checkpoint, save_checkpoint
+from rlkit.checkpoint import atomic_dir, atomic_write_text, load_newest_intact, save_checkpoint
 from rlkit.config import RunConfig, StageBase
 from rlkit.data import PromptStream
 from rlkit.eval.evaluate import evaluate_accuracy
@@ -37,11 +38,20 @@ def step_seed(run_seed: int, step: int) -> int:
 
 
 class Interrupted(Exception):
-    """Raised after a SIGINT once the current step's checkpoint is saved."""
+    """Raised after a SIGINT or SIGTERM once the current step's checkpoint is saved."""
 
-    def __init__(self, stage: str, step: int, checkpoint: Path):
+    def __init__(self, stage: str, step: int, checkpoint: Path, signum: int = signal.SIGINT):
         super().__init__(f"interrupted in stage '{stage}' after step {step}; checkpoint saved to {checkpoint}")
-        self.checkpoint = checkpoint
+        self.checkpoint, self.signum = checkpoint, signum
+
+
+class Aborted(BaseException):
+    """A second stop signal: the run stops at once, without a checkpoint (a BaseException, like
+    KeyboardInterrupt, so no `except Exception` on the way swallows it)."""
+
+    def __init__(self, signum: int):
+        super().__init__(f"stopped at once by a second {signal.Signals(signum).name}; the last checkpoint saved is kept")
+        self.signum = signum
 
 
 @dataclass
@@ -54,7 +64,7 @@ class StageContext:
     resume: bool = False
     metrics: MetricsLog = field(init=False)
     summary: dict[str, Any] = field(init=False)
-    stop_requested: bool = False
+    stop_signal: int = 0  # the signal (SIGINT, SIGTERM) that asked the stage loop to stop; 0: none
     eval_samples: list[dict[str, Any]] = field(default_factory=list)
     eval_scorer: RewardPool | None = None
     engine: RolloutEngine | None = None
@@ -146,9 +156,9 @@ def run_steps(
     """The stage loop: resume, step, log, evaluate, checkpoint, stop cleanly when asked."""
     stage_dir = ctx.stage_dir(stage)
     start = 0
-    checkpoint = latest_checkpoint(stage_dir) if ctx.resume else None
-    if checkpoint is not None:
-        state = load_checkpoint(checkpoint, learner)
+    loaded = load_newest_intact(stage_dir, learner) if ctx.resume else None
+    if loaded is not None:
+        checkpoint, state = loaded
         start, stream.position = state["step"], state["data_position"]
         ctx.metrics.truncate_after(str(stage.name), start)
         Ledger(ctx.run_dir).truncate_after(str(stage.name), start)  # the rl stage's per-problem rows, by the same rule
@@ -165,10 +175,10 @@ def run_steps(
                 record.update({f"eval/{k}": v for k, v in ctx.evaluate().items()})
             ctx.metrics.write(record)
             progress.update(step, {label: record[key] for label, key in status_keys.items() if key in record})
-            if step % ctx.config.checkpoint.every == 0 or ctx.stop_requested:
+            if step % ctx.config.checkpoint.every == 0 or ctx.stop_signal:
                 saved = save_checkpoint(stage_dir, step, learner, {"data_position": stream.position}, ctx.config.checkpoint.keep)
-                if ctx.stop_requested:
-                    raise Interrupted(str(stage.name), step, saved)
+                if ctx.stop_signal:
+                    raise Interrupted(str(stage.name), step, saved, ctx.stop_signal)
         ctx.publish_policy(learner)  # the stage's output and its final eval see the trained weights
     finally:
         progress.close()
