@@ -12,11 +12,22 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from rlkit.algos.advantage_estimators import ADVANTAGE_ESTIMATORS
 from rlkit.algos.kl import KL_ESTIMATORS
 from rlkit.algos.loss_aggregation import LOSS_AGGREGATIONS
+from rlkit.algos.schedules import linear_schedule
 from rlkit.errors import ConfigError
 from rlkit.plugins import import_function, is_target
 from rlkit.world.categories import DEFAULT_MIX, check_mix
@@ -90,7 +101,40 @@ class SamplingConfig(Section):
     max_new_tokens: int = Field(64, ge=1, description="response length limit in tokens; a sample that reaches it is 'truncated'.")
 
 
+class TemperatureSchedule(Section):
+    """A linear rollout-temperature schedule (Phi-4-Mini-Reasoning: from 1.0 to 0.6 over the first half)."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, validate_by_name=True, validate_by_alias=True, serialize_by_alias=True)
+    start: float = Field(..., alias="from", ge=0.0, description="temperature at the stage's first step.")
+    end: float = Field(..., alias="to", ge=0.0, description="temperature once `over` of the stage's steps have passed, and after.")
+    over: float = Field(0.5, ge=0.0, le=1.0, description="fraction of the stage's steps over which it moves linearly from `from` to `to`.")
+
+
+def _temperature_kind(value: Any) -> str:
+    return "schedule" if isinstance(value, (dict, TemperatureSchedule)) else "constant"
+
+
+# a number or a schedule; the discriminator keeps a bad schedule's error about the schedule (not "not a number")
+Temperature = Annotated[
+    Annotated[Annotated[float, Field(ge=0.0)], Tag("constant")] | Annotated[TemperatureSchedule, Tag("schedule")],
+    Discriminator(_temperature_kind),
+]
+UNION_TAGS = ("constant", "schedule")  # left out of the dotted key an error names
+
+
 class RolloutConfig(SamplingConfig):
+    temperature: Temperature = Field(  # type: ignore[assignment]
+        1.0,
+        description="sampling temperature: a constant, or {from, to, over}: a linear schedule over the steps of each "
+        "rl and rollout_dpo stage (logged as rollout/temperature).",
+    )
+
+    def temperature_at(self, step: int, total_steps: int) -> float:
+        """The sampling temperature of 1-based `step` of a stage of `total_steps`."""
+        schedule = self.temperature
+        if isinstance(schedule, TemperatureSchedule):
+            return linear_schedule(schedule.start, schedule.end, schedule.over, step, total_steps)
+        return schedule
     engine: Literal["hf", "vllm"] = Field("hf", description="hf = transformers generate; vllm needs the gpu extra.")
     tensor_parallel_size: int = Field(1, ge=1, description="vllm: GPUs each engine spans (tensor parallelism).")
     gpu_memory_utilization: float = Field(0.5, gt=0.0, le=1.0, description="vllm: fraction of GPU memory an engine may take (weights + KV cache).")
@@ -231,6 +275,11 @@ class AlgorithmConfig(Section):
     dynamic_sampling: bool = Field(False, description="DAPO: drop groups whose rewards are all equal.")
     max_sampling_rounds: int = Field(3, ge=1, description="dynamic sampling: at most this many generate rounds per step to fill the batch.")
     overlong_filter: bool = Field(False, description="mask samples that hit max_new_tokens out of the loss.")
+    rebalance: bool = Field(
+        False,
+        description="Phi-4-Mini-Reasoning: per group keep every correct sample and as many random incorrect ones; "
+        "advantages over the kept samples (grpo, dr_grpo).",
+    )
     accuracy_band: tuple[float, float] | None = Field(
         None,
         description="[low, high]: keep only prompts whose sampled accuracy (the eval.reward score, mean over the group) lies in the band, inclusive, refilling as dynamic sampling does (max_sampling_rounds); logs sampling/below_band and sampling/above_band. SwS skips prompts outside [0.1, 0.9]; Phi-4-Mini-Reasoning drops those above 0.5. None = off.",
@@ -260,6 +309,9 @@ class AlgorithmConfig(Section):
         return KL_ESTIMATORS.check(name)
 
 
+REBALANCING_ESTIMATORS = ("grpo", "dr_grpo")  # the estimators that take `keep` (rlkit/algos/advantage_estimators.py)
+
+
 class StageBase(Section):
     name: str | None = Field(None, description="defaults to the stage type; overrides address stages by name.")
     data: DataConfig = Field(default_factory=DataConfig, description="the stage's training data.")
@@ -275,9 +327,21 @@ class SFTStage(StageBase):
     max_length: int = Field(256, ge=8, description="tokens per row; longer samples are cut.")
 
 
+class LengthFilterConfig(Section):
+    samples: int = Field(8, ge=2, description="responses sampled per prompt with the stage's starting policy.")
+    max_spread: float = Field(
+        ..., gt=0.0, description="keep prompts whose response lengths' coefficient of variation (std / mean) is at most this."
+    )
+
+
 class RLStage(StageBase):
     type: Literal["rl"] = Field(description="policy optimization with verifiable rewards.")
     algorithm: AlgorithmConfig = Field(default_factory=AlgorithmConfig, description="advantage estimator, loss and their options.")
+    length_filter: LengthFilterConfig | None = Field(
+        None,
+        description="Phi-4-Mini-Reasoning's prompt optimization: once before the stage, drop prompts whose sampled "
+        "response lengths vary more than max_spread (logged as length_filter/kept and /dropped at step 0).",
+    )
 
 
 class DPOStage(StageBase):
@@ -356,7 +420,27 @@ class SynthesizeStage(Section):
     synth: SynthConfig = Field(default_factory=SynthConfig, description="the pipeline's steps and filters.")
 
 
-Stage = Annotated[SFTStage | RLStage | DPOStage | RolloutDPOStage | SynthesizeStage, Field(discriminator="type")]
+class DistillStage(Section):
+    """A data stage: teacher solutions -> SFT rows, DPO pairs and per-problem tags (no model is trained)."""
+
+    type: Literal["distill"] = Field(description="a data stage: the teacher solves each problem n times; writes sft, dpo, problems and samples sets.")
+    name: str | None = Field(None, description="defaults to 'distill'; later stages read its sets as data.source: stage:<name>/<set>.")
+    data: DataConfig = Field(default_factory=DataConfig, description="the problems the teacher solves (they need a gold answer).")
+    generator: GeneratorConfig = Field(default_factory=GeneratorConfig, description="the teacher: a generation backend (rlkit/generation/).")
+    n: int = Field(8, ge=1, description="teacher samples per problem.")
+    temperature: float = Field(1.0, ge=0.0, description="the teacher's sampling temperature.")
+    top_p: float = Field(1.0, gt=0.0, le=1.0, description="the teacher's nucleus sampling.")
+    max_tokens: int = Field(256, ge=1, description="tokens per teacher sample; longer ones are cut (finish_reason 'length').")
+    reward: str | None = Field(None, description="the reward that verifies a sample (correct = scores 1); None = eval.reward.")
+    pair_selection: Literal["random", "first", "longest_rejected"] = Field("random", description="DPO pairs per problem, as rollout_dpo chooses them.")
+    pairs_per_prompt: int = Field(1, ge=1, description="DPO pairs per problem at most (each needs a correct and an incorrect sample).")
+    chunk: int = Field(32, ge=1, description="problems sampled, scored and written at a time (a resumed stage redoes at most one chunk).")
+
+
+DISTILL_SETS = ("sft", "dpo", "problems", "samples")  # what `stage:<name>/<set>` can name
+DATA_STAGES = ("distill",)  # stages that write datasets, not a model
+
+Stage = Annotated[SFTStage | RLStage | DPOStage | RolloutDPOStage | DistillStage | SynthesizeStage, Field(discriminator="type")]
 
 
 class RunConfig(Section):
@@ -405,6 +489,9 @@ class RunConfig(Section):
                                  f"expected n >= 2, got {self.rollout.n}")
             if alg.kl_in_reward and alg.kl_coef <= 0:
                 raise ValueError(f"key '{key}.kl_in_reward': needs {key}.kl_coef > 0")
+            if alg.rebalance and alg.advantage not in REBALANCING_ESTIMATORS:
+                raise ValueError(f"key '{key}.rebalance': needs advantage {' or '.join(REBALANCING_ESTIMATORS)} "
+                                 f"(group statistics over the kept samples), got '{alg.advantage}'")
         return self
 
     @model_validator(mode="after")
@@ -436,7 +523,7 @@ class RunConfig(Section):
 # --------------------------------------------------------------------------- loading
 def _error_key(loc: tuple, raw: dict[str, Any]) -> str:
     """Pydantic's location as the dotted key a user writes: stages are named, not numbered."""
-    parts = [str(p) for p in loc if not str(p).startswith("function-after")]
+    parts = [str(p) for p in loc if not str(p).startswith("function-after") and p not in UNION_TAGS]
     if len(parts) >= 2 and parts[0] == "stages" and parts[1].isdigit():
         index = int(parts[1])
         stages = raw.get("stages") or []
@@ -554,11 +641,35 @@ def _check_data(data: DataConfig, key: str, base: Path) -> None:
         raise ConfigError(f"key '{key}.source': file not found: {src}")
 
 
+def stage_reference(source: str) -> tuple[str, str] | None:
+    """'stage:distill/sft' -> ('distill', 'sft'); None for any other source."""
+    if not source.startswith("stage:"):
+        return None
+    name, _, data_set = source[len("stage:") :].partition("/")
+    return name, data_set
+
+
+def _check_stage_reference(source: str, key: str, earlier: dict[str, str]) -> None:
+    name, data_set = stage_reference(source)  # type: ignore[misc]
+    if earlier.get(name) not in DATA_STAGES:
+        data_stages = [n for n, kind in earlier.items() if kind in DATA_STAGES]
+        raise ConfigError(
+            f"key '{key}.source': '{source}' names no earlier data stage '{name}' (earlier data stages: {', '.join(data_stages) or 'none'})"
+        )
+    if data_set not in DISTILL_SETS:
+        raise ConfigError(f"key '{key}.source': '{source}': unknown set '{data_set}'; expected stage:{name}/ one of {', '.join(DISTILL_SETS)}")
+
+
 def check_files(config: RunConfig, base: Path) -> None:
     """Missing files are config errors, found before any model is built."""
+    earlier: dict[str, str] = {}
     for stage in config.stages:
-        if isinstance(stage, StageBase):  # a synthesize stage reads the data of the rl stage before it
-            _check_data(stage.data, f"{stage.name}.data", base)
+        data = getattr(stage, "data", None)  # a synthesize stage has none: it reads the data of the rl stage before it
+        if data is not None and stage_reference(data.source):
+            _check_stage_reference(data.source, f"{stage.name}.data", earlier)
+        elif data is not None:
+            _check_data(data, f"{stage.name}.data", base)
+        earlier[str(stage.name)] = stage.type
     _check_data(config.eval.data, "eval.data", base)
     if config.eval.benchmarks:  # names and files, before any model is built
         from rlkit.eval.benchmarks import resolve_benchmarks

@@ -16,12 +16,13 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from rlkit.checkpoint import atomic_dir, atomic_write_text
-from rlkit.config import RewardSpec, RunConfig, dump_config
+from rlkit.config import DATA_STAGES, RewardSpec, RunConfig, StageBase, dump_config, stage_reference
 from rlkit.data import load_samples
 from rlkit.errors import ConfigError
 from rlkit.models import load_model, load_tokenizer, resolve_device
 from rlkit.scoring.pool import RewardPool
 from rlkit.stages.context import Aborted, StageContext
+from rlkit.templates import resolve_template
 
 if TYPE_CHECKING:
     from rlkit.runtime.ray_runtime import RayRuntime
@@ -47,7 +48,33 @@ def stage_runner(kind: str):  # noqa: ANN201
         from rlkit.stages.synthesize import run_synthesize
 
         return run_synthesize
+    if kind == "distill":
+        from rlkit.stages.distill import run_distill
+
+        return run_distill
     raise ValueError(kind)
+
+
+def with_stage_data(stage: StageBase, config: RunConfig, run_dir: Path) -> StageBase:
+    """The stage with a `stage:<name>/<set>` data source replaced by that data stage's file in this run.
+    Its `template: auto` is the one the data stage rendered its problems with (tiny-world rows stay bare)."""
+    data = getattr(stage, "data", None)  # a synthesize stage has none
+    reference = stage_reference(data.source) if data is not None else None
+    if reference is None:
+        return stage
+    name, data_set = reference
+    update: dict = {"source": str(run_dir / "stages" / name / "output" / f"{data_set}.jsonl")}
+    if stage.data.template == "auto":
+        update["template"] = resolve_template("auto", config.stage(name).data.source)
+    return stage.model_copy(update={"data": stage.data.model_copy(update=update)})
+
+
+def _run_data_stage(ctx: StageContext, stage: StageBase) -> None:
+    """A data stage writes its own output (datasets) and trains nothing: no model saved, no eval."""
+    started = time.time()
+    funnel = stage_runner(stage.type)(ctx, stage)
+    ctx.summary["stages"][str(stage.name)] = {"data": funnel, "time_s": time.time() - started}
+    ctx.save_summary()
 
 
 RUN_FILES = ("config.yaml", "summary.json", "metrics.jsonl", "stages")  # what a run writes before its first step
@@ -162,6 +189,13 @@ def _run_stages(ctx: StageContext) -> None:
     previous_output: Path | None = None
     for index, stage in enumerate(config.stages):
         output = ctx.run_dir / "stages" / str(stage.name) / "output"
+        if stage.type in DATA_STAGES:
+            if output.is_dir():
+                print(f"[{stage.name}] done in an earlier run; skipping", flush=True)
+            else:
+                _run_data_stage(ctx, stage)
+            continue
+        stage = with_stage_data(stage, config, ctx.run_dir)
         if output.is_dir():
             print(f"[{stage.name}] done in an earlier run; skipping", flush=True)
             previous_output = output
@@ -213,6 +247,9 @@ def _save_final(ctx: StageContext) -> None:
 def format_summary(summary: dict[str, Any]) -> str:
     lines = []
     for name, info in summary.get("stages", {}).items():
+        if "data" in info:  # a data stage: its funnel, no accuracy
+            lines.append(f"  {name:<14} " + ", ".join(f"{k} {v}" for k, v in info["data"].items()) + f"   ({info['time_s']:.0f} s)")
+            continue
         lines.append(f"  {name:<14} accuracy {info['eval']['accuracy']:.3f}   ({info['time_s']:.0f} s)")
     if "initial_eval" in summary and "final_eval" in summary:
         a, b = summary["initial_eval"]["accuracy"], summary["final_eval"]["accuracy"]

@@ -30,6 +30,7 @@ class AdvantageInputs:
     gamma: float = 1.0
     lam: float = 0.95
     values: torch.Tensor | None = None  # [B, L] the critic's values, for estimators that need a critic
+    keep: torch.Tensor | None = None  # [B] bool: samples rebalancing kept (algorithm.rebalance); group statistics over these
 
 
 # Each returns (advantages [B, L] under the mask, returns [B, L] for the critic or None).
@@ -38,16 +39,27 @@ AdvantageResult = tuple["torch.Tensor", "torch.Tensor | None"]
 
 @ADVANTAGE_ESTIMATORS.register("grpo", per_token=False, compares_group=True, needs_critic=False)
 def grpo(x: AdvantageInputs) -> AdvantageResult:
-    """(r - group mean) / group std (Shao et al., 2024); `normalize_std: false` leaves out the division."""
+    """(r - group mean) / group std (Shao et al., 2024); `normalize_std: false` leaves out the division.
+    With `keep`, the mean and std are the kept samples' (rlkit/algos/rebalance.py)."""
     from rlkit.algos.advantages import group_normalized_advantages
+
+    if x.keep is not None:
+        from rlkit.algos.rebalance import kept_group_advantages
+
+        return kept_group_advantages(x.rewards, x.keep, x.group_size, normalize_std=x.normalize_std)[:, None] * x.mask, None
 
     return group_normalized_advantages(x.rewards, x.group_size, normalize_std=x.normalize_std)[:, None] * x.mask, None
 
 
 @ADVANTAGE_ESTIMATORS.register("dr_grpo", per_token=False, compares_group=True, needs_critic=False)
 def dr_grpo(x: AdvantageInputs) -> AdvantageResult:
-    """Dr.GRPO (Liu et al., 2025): r - group mean, never divided by the std."""
+    """Dr.GRPO (Liu et al., 2025): r - group mean, never divided by the std (with `keep`: the kept samples' mean)."""
     from rlkit.algos.advantages import group_normalized_advantages
+
+    if x.keep is not None:
+        from rlkit.algos.rebalance import kept_group_advantages
+
+        return kept_group_advantages(x.rewards, x.keep, x.group_size, normalize_std=False)[:, None] * x.mask, None
 
     return group_normalized_advantages(x.rewards, x.group_size, normalize_std=False)[:, None] * x.mask, None
 

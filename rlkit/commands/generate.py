@@ -33,6 +33,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--stop", action="append", default=None, help="a stop string (repeatable)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--chunk", type=int, default=32, help="problems sampled, scored and written at a time (default 32)")
+    p.add_argument("--distill-sets", type=Path, default=None, metavar="DIR",
+                   help="also write the distill stage's sets from the output: DIR/sft.jsonl (correct samples), "
+                        "dpo.jsonl (correct vs incorrect pairs), problems.jsonl (pass_rate, mean_length)")
+    p.add_argument("--pairs-per-prompt", type=int, default=1, help="--distill-sets: DPO pairs per problem at most (default 1)")
     data = DataConfig()
     p.add_argument("--template", default=data.template, help="prompt template for the problems (rlkit/templates.py)")
     p.add_argument("--split", default=data.split, help="tiny:arithmetic / hf split")
@@ -118,4 +122,12 @@ def main(args: argparse.Namespace) -> int:
         console.print(f"failed: {failure['id']}: {failure['error']}", markup=False)
     if funnel.failures:
         console.print(f"{len(funnel.failures)} failed requests listed in {failures_path(args.output)}; rerun the same command to retry them", markup=False)
+    if args.distill_sets is not None:
+        from rlkit.data import iter_jsonl
+        from rlkit.distill_sets import build_distill_sets
+
+        sets = build_distill_sets([row for _, row in iter_jsonl(args.output)], pairs_per_prompt=args.pairs_per_prompt, seed=args.seed)
+        args.distill_sets.mkdir(parents=True, exist_ok=True)
+        sets.write(args.distill_sets)
+        console.print(f"distill sets in {args.distill_sets}: {sets.funnel()}", markup=False)
     return 0

@@ -133,7 +133,7 @@ def rollout_dpo_step(ctx: StageContext, stage: RolloutDPOStage, scorer: RewardPo
     prompts = stream.take(stage.batch_size)
     prompt_ids = [encode_prompt(ctx.tokenizer, p["prompt"]) for p in prompts]
     seed = step_seed(ctx.config.seed, step)
-    sampling = SamplingParams(n=n, temperature=rollout.temperature, top_p=rollout.top_p, max_new_tokens=rollout.max_new_tokens, seed=seed)
+    sampling = SamplingParams(n=n, temperature=rollout.temperature_at(step, stage.steps), top_p=rollout.top_p, max_new_tokens=rollout.max_new_tokens, seed=seed)
     completions = ctx.engine.generate(prompt_ids, sampling)
     scored = scorer.score([c.text for c in completions], [prompts[c.prompt_index] for c in completions])
     # correct = the accuracy reward (eval.reward) when the recipe has it, else the weighted total
@@ -155,6 +155,7 @@ def rollout_dpo_step(ctx: StageContext, stage: RolloutDPOStage, scorer: RewardPo
         "reward/errors": scored.errors,
         "pairs": float(len(pairs)),
         "prompts_with_pairs": prompts_with_pairs / len(prompts),
+        "rollout/temperature": sampling.temperature,
     }
     generated = time.perf_counter()
     if pairs:  # a batch where every prompt was all right or all wrong teaches nothing

@@ -15,6 +15,7 @@ import torch
 from rlkit.algos.advantage_estimators import ADVANTAGE_ESTIMATORS, AdvantageInputs
 from rlkit.algos.advantages import token_rewards
 from rlkit.algos.kl import kl_estimate
+from rlkit.algos.rebalance import rebalanced_keep
 from rlkit.algos.rl_objective import make_policy_loss
 from rlkit.algos.sampling import band_counts, groups_in_band, groups_with_signal, overlong_mask
 from rlkit.algos.value_loss import explained_variance
@@ -29,6 +30,7 @@ from rlkit.rollout.base import Completion, RolloutEngine, SamplingParams
 from rlkit.scoring.pool import RewardPool
 from rlkit.scoring.registry import check_samples
 from rlkit.stages.context import StageContext, run_steps, step_seed
+from rlkit.stages.length_filter import filter_by_length_spread
 from rlkit.stages.synthesize import synthetic_samples
 
 # Dynamic sampling's round r of a step samples with the step's seed (`step_seed`) + r * ROUND_SEED_STRIDE,
@@ -103,6 +105,11 @@ class Rollouts:
 def completions_to_batch(completions: list[Completion], pad_id: int) -> TokenBatch:
     """Prompt + response of each completion, right-padded; the loss sees the response tokens."""
     return pad_sequences([c.prompt_ids + c.response_ids for c in completions], [len(c.prompt_ids) for c in completions], pad_id)
+
+
+def rollout_at(rollout: RolloutConfig, step: int, total_steps: int) -> RolloutConfig:
+    """The rollout config of one step: its temperature schedule (if any) resolved to this step's value."""
+    return rollout.model_copy(update={"temperature": rollout.temperature_at(step, total_steps)})
 
 
 def sampling_params(rollout: RolloutConfig, seed: int) -> SamplingParams:
@@ -233,6 +240,12 @@ def rl_step(
     batch = completions_to_batch(completions, parts.tokenizer.pad_token_id)
     if alg.overlong_filter:  # truncated samples leave the loss
         batch.loss_mask = batch.loss_mask * overlong_mask([c.finish_reason for c in completions])[:, None]
+    keep = None
+    if alg.rebalance:  # Phi-4-Mini-Reasoning: all positives of a group and as many random negatives stay in the loss
+        correct = torch.tensor(rollouts.per_reward.get(accuracy_reward, reward.tolist())) > 0.5
+        keep = rebalanced_keep(correct, rollout.n, torch.Generator().manual_seed(seed))
+        batch.loss_mask = batch.loss_mask * keep[:, None]
+        metrics["rebalance/kept_fraction"] = float(keep.float().mean())
     mask = batch.loss_mask
 
     # 3. log-probabilities: the policy's before the update (the ratio's denominator) and the reference's
@@ -258,7 +271,7 @@ def rl_step(
             rewards = reward if kl_penalty is None else reward - alg.kl_coef * kl_penalty.sum(1)
         values = parts.critic.values(batch) if estimator.needs_critic else None
         inputs = AdvantageInputs(rewards=rewards, mask=mask, group_size=rollout.n, normalize_std=alg.normalize_std,
-                                 gamma=alg.gamma, lam=alg.lam, values=values)
+                                 gamma=alg.gamma, lam=alg.lam, values=values, keep=keep)
         batch.advantages, returns = estimator.fn(inputs)
         if values is not None:
             batch.old_values, batch.returns = values, returns
@@ -311,6 +324,7 @@ def rollout_metrics(rollouts: Rollouts, accuracy_reward: str) -> dict[str, float
         "reward/timeouts": rollouts.timeouts,
         "response_length/mean": float(lengths.mean()),
         "response_length/max": float(lengths.max()),
+        "response_length/std": float(lengths.std()) if len(lengths) > 1 else 0.0,
         "response_length/truncated": sum(c.finish_reason == "length" for c in rollouts.completions) / len(rollouts.completions),
     }
     for name, scores in rollouts.per_reward.items():
@@ -323,6 +337,7 @@ def rollout_metrics(rollouts: Rollouts, accuracy_reward: str) -> dict[str, float
 def run_rl(ctx: StageContext, stage: RLStage) -> None:
     samples = load_samples(stage.data) + synthetic_samples(ctx.run_dir, stage.data)  # SwS: + the new problems
     check_samples(ctx.config.rewards, samples, stage.data.source)  # e.g. a row without a gold answer, before any step
+    samples = filter_by_length_spread(ctx, stage, samples)  # with the starting policy, before any step
     stream = PromptStream(samples, ctx.config.seed, stage.data.shuffle)
     parts = build_rl_parts(ctx.config, stage, ctx.model, ctx.tokenizer, ctx.device,
                            engine=ctx.engine, make_learner=lambda: ctx.build_learner(stage), scorer=ctx.build_scorer())
@@ -330,11 +345,12 @@ def run_rl(ctx: StageContext, stage: RLStage) -> None:
 
     def step_fn(step: int) -> dict[str, float]:
         first = stream.position  # the ledger's epochs: where each sampled prompt sat in the stream
-        return rl_step(parts, stage, ctx.config.rollout, stream.take(stage.batch_size),
-                       seed=step_seed(ctx.config.seed, step), accuracy_reward=accuracy_reward,
-                       more_prompts=stream.take, step=step,
-                       on_sampled=lambda seen: ledger.record_rollouts(str(stage.name), step, seen, first, len(samples),
-                                                                      ctx.config.rollout.n, accuracy_reward))
+        metrics = rl_step(parts, stage, rollout_at(ctx.config.rollout, step, stage.steps), stream.take(stage.batch_size),
+                          seed=step_seed(ctx.config.seed, step), accuracy_reward=accuracy_reward,
+                          more_prompts=stream.take, step=step,
+                          on_sampled=lambda seen: ledger.record_rollouts(str(stage.name), step, seen, first, len(samples),
+                                                                         ctx.config.rollout.n, accuracy_reward))
+        return {**metrics, "rollout/temperature": ctx.config.rollout.temperature_at(step, stage.steps)}
 
     try:
         run_steps(
