@@ -1,0 +1,171 @@
+"""The decode step on its own (issue 18, item 4), on a GPU: seconds per generate call and per decode step of the
+fast engine on a bench preset's shape, one line per setting of its levers, then (optionally) a kernel profile of
+the steady decode loop and the learner's LM head, ours against Liger's fused linear cross-entropy.
+
+Variants: `full` attends over the whole cache every step (kv_bucket 0); `kvN` over the first multiple of N slots
+that covers the filled part (one captured graph per length). Each variant gets a fresh engine (its own compile and
+graphs), one untimed generate, then `--repeats` timed ones with the same seed; the tokens of every variant are
+compared with the first variant's (sampling noise is seeded, so a difference means different logits).
+
+Usage (on the GPU machine): python scripts/decode_bench.py [--preset reference] [--variants full,kv64,kv128]
+    [--repeats 3] [--profile kv64] [--liger]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+from rlkit.bench.workload import PRESETS, build_policy, build_tokenizer, prompt_samples
+from rlkit.learner.logprobs import FusedHeadLogprobs, logprobs_from_logits
+from rlkit.models import encode_prompt
+from rlkit.rollout.base import SamplingParams
+from rlkit.rollout.hf_fast import FastHFEngine
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(fn, device: torch.device, *args) -> float:  # noqa: ANN001, ANN002
+    sync(device)
+    start = time.perf_counter()
+    fn(*args)
+    sync(device)
+    return time.perf_counter() - start
+
+
+def engine_for(model, tokenizer, variant: str, stops: bool) -> FastHFEngine:  # noqa: ANN001
+    engine = FastHFEngine(model, tokenizer)
+    if not stops:
+        engine.stop_ids = set()
+    engine.kv_bucket = 0 if variant == "full" else int(variant.removeprefix("kv"))
+    return engine
+
+
+def decode_variants(args: argparse.Namespace, device: torch.device) -> None:
+    w = PRESETS[args.preset]
+    model, tokenizer = build_policy(w, device).eval(), build_tokenizer(w)
+    prompts = [encode_prompt(tokenizer, p["prompt"]) for p in prompt_samples(w)]
+    sampling = SamplingParams(n=w.samples, temperature=1.0, max_new_tokens=w.completion_tokens, seed=7)
+    first = None
+    for variant in args.variants.split(","):
+        torch._dynamo.reset()  # each engine compiles afresh (the compiled step's code is shared by every engine)
+        engine = engine_for(model, tokenizer, variant, bool(w.stop_median))
+        warm = timed(engine.generate, device, prompts, sampling)
+        graphs = engine.stats.get("graphs_captured", 0)
+        times, out = [], None
+        for _ in range(args.repeats):
+            sync(device)
+            start = time.perf_counter()
+            out = engine.generate(prompts, sampling)
+            sync(device)
+            times.append(time.perf_counter() - start)
+        first = first or out
+        same = sum(a.response_ids == b.response_ids for a, b in zip(out, first))
+        steps = max(len(c.response_ids) for c in out)
+        median = statistics.median(times)
+        print(f"[decode] {args.preset} {variant}: generate {median:.3f} s (runs {', '.join(f'{t:.3f}' for t in times)}), "
+              f"{1e3 * median / steps:.3f} ms per step over {steps} steps; warm-up {warm:.1f} s; graphs captured "
+              f"{graphs} in it; rows equal to {args.variants.split(',')[0]}: "
+              f"{same}/{len(out)}; compile_failed={engine.compile_failed}", flush=True)
+        if variant == args.profile:
+            profile(engine, prompts, sampling)
+        engine = None
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+
+
+def profile(engine: FastHFEngine, prompts: list[list[int]], sampling: SamplingParams) -> None:
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    with torch_profile(activities=[ProfilerActivity.CUDA]) as prof:
+        engine.generate(prompts, sampling)
+        torch.cuda.synchronize()
+    events = prof.key_averages()
+    total = sum(e.self_device_time_total for e in events)
+    print(f"[profile] one generate, {total / 1e3:.1f} ms of kernel time; top kernels by self time:")
+    for e in sorted(events, key=lambda e: -e.self_device_time_total)[:30]:
+        print(f"[profile] {e.self_device_time_total / 1e3:9.2f} ms {e.count:7d} calls "
+              f"{e.self_device_time_total / max(e.count, 1):8.2f} us/call  {e.key[:110]}")
+
+
+def lm_head(device: torch.device) -> None:
+    """Our fused chunked head (logprobs and entropy) vs Liger's fused linear cross-entropy (loss only, its
+    gradient computed during the forward), forward + backward of sum(-log p(target)) on the 0.5B head."""
+    w = PRESETS["reference"]
+    torch.manual_seed(0)
+    weight = (torch.randn(w.vocab, w.hidden, device=device) * 0.02).to(torch.bfloat16).requires_grad_()
+    results = {}
+    for rows in (4096, 32768):
+        hidden = torch.randn(rows, w.hidden, device=device, dtype=torch.bfloat16).requires_grad_()
+        targets = torch.randint(0, w.vocab, (rows,), device=device)
+
+        def ours(hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+            lp, _ent, _ = FusedHeadLogprobs.apply(hidden, weight, targets, 4096)
+            loss = -lp.sum()
+            loss.backward()
+            return loss
+
+        runs = {"ours (FusedHeadLogprobs, chunk 4096)": ours}
+        try:
+            from liger_kernel.transformers.fused_linear_cross_entropy import LigerFusedLinearCrossEntropyLoss
+
+            liger_loss = LigerFusedLinearCrossEntropyLoss(reduction="sum")
+
+            def liger(hidden: torch.Tensor, targets: torch.Tensor, liger_loss=liger_loss) -> torch.Tensor:  # noqa: ANN001
+                loss = liger_loss(weight, hidden, targets)
+                loss.backward()
+                return loss
+
+            runs["liger_kernel LigerFusedLinearCrossEntropyLoss"] = liger
+        except Exception as err:  # noqa: BLE001 - report and go on with ours alone
+            print(f"[head] liger_kernel not usable: {type(err).__name__}: {err}")
+        for name, fn in runs.items():
+            hidden.grad, weight.grad = None, None
+            loss = fn(hidden, targets)
+            grads = (hidden.grad.float().clone(), weight.grad.float().clone())
+            times = []
+            for _ in range(5):
+                hidden.grad, weight.grad = None, None
+                times.append(timed(fn, device, hidden, targets))
+            results[(rows, name)] = (float(loss), grads, statistics.median(times))
+        if rows == 4096:  # exactness against plain bf16 autograd, as scripts/gpu_checks.py does for ours
+            hidden.grad, weight.grad = None, None
+            lp, _ = logprobs_from_logits(hidden @ weight.T, targets, False)
+            (-lp.sum()).backward()
+            ref = (float(-lp.sum()), hidden.grad.float(), weight.grad.float())
+            for name in runs:
+                loss, (gh, gw), _ = results[(rows, name)]
+                print(f"[head] {rows} rows {name}: loss rel err {abs(loss - ref[0]) / abs(ref[0]):.1e}, grad hidden rel err "
+                      f"{float((gh - ref[1]).norm() / ref[1].norm()):.1e}, grad weight rel err "
+                      f"{float((gw - ref[2]).norm() / ref[2].norm()):.1e} (vs plain bf16 autograd)")
+        for name in runs:
+            print(f"[head] {rows} rows x vocab {w.vocab}, hidden {w.hidden}: {name}: forward+backward "
+                  f"{1e3 * results[(rows, name)][2]:.2f} ms (median of 5)", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--preset", default="reference", help="bench preset whose shape is decoded")
+    parser.add_argument("--variants", default="full,kv64", help="comma-separated: full, kvN")
+    parser.add_argument("--repeats", type=int, default=3, help="timed generate calls per variant")
+    parser.add_argument("--profile", default="", help="variant whose steady generate is profiled (kernels)")
+    parser.add_argument("--liger", action="store_true", help="also time the LM head: ours vs Liger's")
+    parser.add_argument("--skip-decode", action="store_true", help="only the LM head")
+    parser.add_argument("--device", default="cuda", help="cuda; cpu only to try the script on a small preset")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    if not args.skip_decode:
+        decode_variants(args, device)
+    if args.liger:
+        lm_head(device)
+
+
+if __name__ == "__main__":
+    main()
