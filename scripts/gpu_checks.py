@@ -40,7 +40,8 @@ ref.stop_ids = fast.stop_ids = set()
 a, b = ref.generate(prompts, sp), fast.generate(prompts, sp)
 same = sum(x.response_ids == y.response_ids for x, y in zip(a, b))
 lp = max(abs(u - v) for x, y in zip(a, b) if x.response_ids == y.response_ids for u, v in zip(x.logprobs, y.logprobs))
-print(f"greedy fp32: {same}/{len(a)} sequences equal to HF generate, max |logprob diff| {lp:.2e}, compile_failed={fast.compile_failed}")
+print(f"greedy fp32: {same}/{len(a)} sequences equal to HF generate, max |logprob diff| {lp:.2e}, compile_failed={fast.compile_failed}, "
+      f"triton attention={fast._use_kernel(model.model.layers[0].self_attn.head_dim)}")
 
 # 2. bf16 ragged shape (the stop-token bias on the head): the engine's sampled-token logprobs vs the learner's
 #    (fused, chunked) logprobs, rows of different lengths

@@ -14,9 +14,11 @@ modules, so weights are shared with the learner and a weight sync costs nothing)
 - sampling by the exponential-race (Gumbel-max) trick: argmax(log p - log E), E ~ Exp(1),
   which draws exactly from softmax(logits / T) without a cumulative sum or a multinomial;
 - the sampled token's log-probability under the warped distribution, as the HF engine records;
-- attention over the filled part of the cache only: decode step `i` attends to the cache's first
-  `KV_BUCKET`-multiple of slots that covers slot `i` (one captured graph per such length), not the whole
-  prompt + max_new_tokens cache (`kv_bucket`, 0 = the whole cache every step);
+- the decode step's attention as one Triton kernel over the filled part of the cache only
+  (`rlkit/rollout/decode_attention.py`; `attention = "triton"`, the default where it is available), else
+  the plain batched-matmul attention, optionally over the first `kv_bucket`-multiple of slots that covers
+  the filled part (one captured graph per such length; off by default: measured slower, see
+  docs/BENCHMARKS.md);
 - compaction: when half of the rows (or more) have stopped, the live rows move to the front of the
   buffers and decoding goes on with a batch half as large (its own captured graph, on views of the same
   cache), so a long-tailed batch stops paying for its finished rows (`compact`, on by default).
@@ -36,6 +38,8 @@ import torch.nn.functional as F
 
 from rlkit.errors import ConfigError
 from rlkit.rollout.base import Completion, SamplingParams
+from rlkit.rollout.decode_attention import available as decode_attention_available
+from rlkit.rollout.decode_attention import decode_attention
 from rlkit.rollout.decode_state import DecodeState
 from rlkit.rollout.hf import InProcessEngine
 
@@ -46,7 +50,7 @@ STOP_CHECK_EVERY = 32  # decode steps between host checks for "every row has sto
 MAX_CACHED_STATES = 4  # KV caches (and captured graphs) kept for reuse, one per batch shape
 WIDTH_MULTIPLE = 32  # prompt widths are padded up to a multiple of this when graphs are captured
 MIN_COMPACT_ROWS = 8  # the smallest batch compaction shrinks to
-KV_BUCKET = 64  # decode attends to the smallest multiple of this many cache slots covering the filled part
+KV_BUCKET = 0  # plain attention: the smallest multiple of this many slots covering the filled part (0 = all)
 
 
 def _rotate_half(x: torch.Tensor) -> torch.Tensor:
@@ -112,6 +116,8 @@ class FastHFEngine(InProcessEngine):
         self.cuda_graph, self.compile = cuda_graph, compile
         self.compact = True
         self.kv_bucket = KV_BUCKET  # 0: every decode step attends over the whole cache (one graph per batch size)
+        self.attention = "triton"  # the decode step's attention: "triton" (where available) or "plain"
+        self.fused_noise = False  # draw the sampling noise inside the compiled step (fused) instead of before it
         self.stats: dict[str, float] = {}  # token counts since the caller last cleared it (rlkit bench reads them)
         self._states: dict[tuple, DecodeState] = {}
         self._fused: dict[int, _FusedLayer] = {}
@@ -126,9 +132,10 @@ class FastHFEngine(InProcessEngine):
 
     def _attend(self, layer: torch.nn.Module, hidden: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
                 keys: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, write: Callable,
-                span: int | None = None) -> torch.Tensor:
+                span: int | None = None, kernel: tuple | None = None) -> torch.Tensor:
         """Self-attention of `hidden` [B, T, E] against the cache after writing its own K/V there; with `span`,
-        against the cache's first `span` slots only (`mask` [B, T, span] then)."""
+        against the cache's first `span` slots only (`mask` [B, T, span] then); with `kernel` = (valid [B, Lmax],
+        slot [1]), one token a row through the Triton decode kernel."""
         attn = layer.self_attn
         batch, length, _ = hidden.shape
         head_dim = attn.head_dim
@@ -143,6 +150,9 @@ class FastHFEngine(InProcessEngine):
         k = k * cos + _rotate_half(k) * sin
         write(keys, k)
         write(values, v)
+        if kernel is not None:  # one token a row: [B, H, D] against slots [0, slot] in one kernel
+            out = decode_attention(q[:, :, 0], keys, values, kernel[0], kernel[1], attn.scaling)
+            return attn.o_proj(out.reshape(batch, 1, -1))
         if span is not None:  # written into the whole cache (an input), attended over its filled part (a view)
             keys, values = keys[:, :, :span], values[:, :, :span]
         kv_heads = keys.shape[1]
@@ -189,13 +199,15 @@ class FastHFEngine(InProcessEngine):
                     torch.cat(tensors, out=target)
 
     def _forward(self, tokens: torch.Tensor, positions: torch.Tensor, keys: list[torch.Tensor],
-                 values: list[torch.Tensor], mask: torch.Tensor, write: Callable, span: int | None = None) -> torch.Tensor:
+                 values: list[torch.Tensor], mask: torch.Tensor, write: Callable, span: int | None = None,
+                 kernel: tuple | None = None) -> torch.Tensor:
         """Logits [B, V] of the last position. tokens/positions [B, T]; mask [B, T, Lmax] bool."""
         body = self.model.model
         hidden = body.embed_tokens(tokens)
         cos, sin = body.rotary_emb(hidden, positions)
         for layer, layer_keys, layer_values in zip(body.layers, keys, values):
-            hidden = hidden + self._attend(layer, layer.input_layernorm(hidden), cos, sin, layer_keys, layer_values, mask, write, span)
+            hidden = hidden + self._attend(layer, layer.input_layernorm(hidden), cos, sin, layer_keys, layer_values, mask, write, span,
+                                         kernel)
             hidden = hidden + self._mlp(layer, layer.post_attention_layernorm(hidden))
         return self.model.lm_head(body.norm(hidden[:, -1]))
 
@@ -210,7 +222,10 @@ class FastHFEngine(InProcessEngine):
         def write(cache: torch.Tensor, new: torch.Tensor) -> None:
             cache.index_copy_(2, slot, new)
 
-        logits = self._forward(token[:, None], position[:, None], keys, values, valid[:, None, :span], write, span)
+        kernel = (valid, slot) if self._use_kernel(keys[0]) else None
+        if self.fused_noise and noise is not None:  # drawn here, torch.compile fuses the draw into the sampling pass
+            noise = torch.empty_like(noise).exponential_()
+        logits = self._forward(token[:, None], position[:, None], keys, values, valid[:, None, :span], write, span, kernel)
         return sample_tokens(logits, noise, temperature, top_p)
 
     # ------------------------------------------------------------------ one decode step (captured on GPU)
@@ -218,7 +233,7 @@ class FastHFEngine(InProcessEngine):
                      span: int) -> None:
         state.valid.index_fill_(1, state.slot, True)
         forward = self._compiled or self._decode_and_sample
-        if state.noise is not None:
+        if state.noise is not None and not self.fused_noise:
             state.noise.exponential_()
         sampled = forward(state.token, state.position, state.slot, state.valid, state.keys, state.values,
                           state.noise, sampling.temperature, sampling.top_p, span)
@@ -315,9 +330,17 @@ class FastHFEngine(InProcessEngine):
             size //= 2
         return size
 
+    def _use_kernel(self, cache_or_head_dim: torch.Tensor | int) -> bool:
+        """Whether decode steps use the Triton attention kernel (asked for, CUDA, Triton there, head size fits)."""
+        if self.attention != "triton":
+            return False
+        if isinstance(cache_or_head_dim, int):
+            return decode_attention_available(cache_or_head_dim, self._device)
+        return decode_attention_available(cache_or_head_dim.shape[-1], cache_or_head_dim.device)
+
     def _span(self, slot: int, length: int) -> int:
         """Cache slots a decode step writing slot `slot` attends over: the next multiple of `kv_bucket` (or all)."""
-        if not self.kv_bucket:
+        if not self.kv_bucket or self._use_kernel(self.model.model.layers[0].self_attn.head_dim):
             return length
         return min(length, (slot // self.kv_bucket + 1) * self.kv_bucket)
 
