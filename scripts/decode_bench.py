@@ -2,10 +2,10 @@
 fast engine on a bench preset's shape, one line per setting of its levers, then (optionally) a kernel profile of
 the steady decode loop and the learner's LM head, ours against Liger's fused linear cross-entropy.
 
-Variants (levers joined by '+'): `plain` is the batched-matmul attention over the whole cache every step; `kvN`
-the same over the first multiple of N slots that covers the filled part (one captured graph per length);
-`triton` the Triton decode-attention kernel (rlkit/rollout/decode_attention.py); `+noise` draws the sampling
-noise inside the compiled step (`fused_noise`). Each variant gets a fresh engine (its own compile and
+Variants: `plain` is the batched-matmul attention over the whole cache every step; `triton` the Triton
+decode-attention kernels over the filled part (rlkit/rollout/decode_attention.py). (Two levers measured with
+this script and then removed, docs/BENCHMARKS.md: graphs per 64/128-slot cache-length bucket with the plain
+attention, and drawing the sampling noise inside the compiled step.) Each variant gets a fresh engine (its own compile and
 graphs), one untimed generate, then `--repeats` timed ones with the same seed; the tokens of every variant are
 compared with the first variant's (sampling noise is seeded, so a difference means different logits).
 
@@ -45,10 +45,7 @@ def engine_for(model, tokenizer, variant: str, stops: bool) -> FastHFEngine:  # 
     engine = FastHFEngine(model, tokenizer)
     if not stops:
         engine.stop_ids = set()
-    levers = variant.split("+")
-    engine.attention = "triton" if "triton" in levers else "plain"
-    engine.kv_bucket = next((int(lever.removeprefix("kv")) for lever in levers if lever.startswith("kv")), 0)
-    engine.fused_noise = "noise" in levers
+    engine.attention = variant
     return engine
 
 
@@ -158,7 +155,7 @@ def lm_head(device: torch.device) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--preset", default="reference", help="bench preset whose shape is decoded")
-    parser.add_argument("--variants", default="plain,triton", help="comma-separated: plain, kvN, triton, +noise")
+    parser.add_argument("--variants", default="plain,triton", help="comma-separated: plain, triton")
     parser.add_argument("--repeats", type=int, default=3, help="timed generate calls per variant")
     parser.add_argument("--profile", default="", help="variant whose steady generate is profiled (kernels)")
     parser.add_argument("--liger", action="store_true", help="also time the LM head: ours vs Liger's")

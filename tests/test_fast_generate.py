@@ -164,20 +164,3 @@ def test_compaction_gives_the_same_greedy_tokens(monkeypatch) -> None:
     assert static_cost == 32 * 41  # every row until the longest stops (40 tokens; the check every 4 steps lets it run one more)
     assert engine.stats["decode_computed"] < 0.6 * static_cost
 
-
-def test_attention_over_the_filled_cache_equals_the_whole_cache(world) -> None:
-    """Decode steps attend over the first multiple of `kv_bucket` slots that covers the filled part (here 8: the
-    spans grow 8, 16, ... as tokens are written) and give the tokens and logprobs of attending over the whole cache."""
-    model, tokenizer = world
-    prompts = _prompts(tokenizer, ["12+7=", "a much longer prompt than the others, 99-1="])
-    sampling = SamplingParams(n=2, temperature=0.8, max_new_tokens=30, seed=3)
-    engine = FastHFEngine(model, tokenizer)
-    engine.stop_ids = set()
-    engine.kv_bucket = 0
-    whole = engine.generate(prompts, sampling)
-    engine.kv_bucket = 8
-    assert [engine._span(s, 70) for s in (0, 7, 8, 63, 64, 69)] == [8, 8, 16, 64, 70, 70]
-    filled = engine.generate(prompts, sampling)
-    assert [c.response_ids for c in filled] == [c.response_ids for c in whole]
-    for a, b in zip(filled, whole):
-        assert a.logprobs == pytest.approx(b.logprobs, abs=1e-5)

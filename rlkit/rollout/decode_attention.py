@@ -2,13 +2,16 @@
 
 The plain path (`FastHFEngine._attend`) runs a batched matmul for the scores, a softmax over the whole
 static cache (masked), and a second batched matmul: three kernels a layer, each over every slot of the cache,
-and the softmax writes fp32 scores out and back. On the 0.5B reference shape those three took ~25 us a layer,
-~0.6 ms of a 2 ms decode step (kernel profile in docs/BENCHMARKS.md). This kernel does all of it in one pass:
+and the softmax writes fp32 scores out and back. On the 0.5B reference shape those took ~25 us a layer,
+~0.55 ms of a 2 ms decode step (kernel profile in docs/BENCHMARKS.md). Here, split over the cache's length
+(as flash-decoding does), two kernels:
 
-- one program per (row, KV head) holds the query heads of its group ([groups, D], padded to 16 rows for
-  `tl.dot`), walks the cache in blocks of BLOCK_L slots with an online softmax (running max and sum, fp32);
-- it reads the attended length from the device (`slot + 1`, the slot this step's token was written to), so one
-  captured CUDA graph serves every length; blocks past the filled part are skipped (a compare each, no reads);
+- one program per (row, KV head, chunk of CHUNK slots) holds the query heads of its group ([groups, D], padded
+  to 16 rows for `tl.dot`) and writes its chunk's max score, exp-sum and weighted V sum (fp32); many short
+  programs keep many loads in flight, where one program per (row, KV head) walking the cache waited on each;
+- a second kernel per (row, head) merges the chunks;
+- both read the attended length from the device (`slot + 1`, the slot this step's token was written to), so one
+  captured CUDA graph serves every length; chunks past the filled part exit without reading anything;
 - slots that are not valid for a row (left padding of its prompt) are masked from `valid` [B, Lmax].
 
 Scores and the softmax are fp32, the probabilities are cast to the cache's dtype for the product with V
@@ -26,7 +29,7 @@ try:
 except ImportError:  # CPU-only installs: the engine keeps its plain attention
     triton = None
 
-BLOCK_L = 64  # cache slots per inner step
+CHUNK = 128  # cache slots per program of the first kernel
 
 
 def available(head_dim: int, device: torch.device) -> bool:
@@ -37,61 +40,83 @@ def available(head_dim: int, device: torch.device) -> bool:
 if triton is not None:
 
     @triton.jit
-    def _decode_attention_kernel(q_ptr, k_ptr, v_ptr, valid_ptr, slot_ptr, out_ptr,
-                                 stride_qb, stride_qh, stride_kb, stride_kh, stride_kl, stride_vb, stride_vh, stride_vl,
-                                 stride_mb, stride_ob, stride_oh, scale,
-                                 GROUPS: tl.constexpr, G_PAD: tl.constexpr, D: tl.constexpr, BLOCK: tl.constexpr, MAX_LENGTH: tl.constexpr,
-                                 PRECISION: tl.constexpr):
+    def _partial_kernel(q_ptr, k_ptr, v_ptr, valid_ptr, slot_ptr, m_ptr, sum_ptr, acc_ptr,
+                        stride_qb, stride_qh, stride_kb, stride_kh, stride_kl, stride_vb, stride_vh, stride_vl,
+                        stride_mb, scale, HEADS: tl.constexpr, SPLITS: tl.constexpr, GROUPS: tl.constexpr,
+                        G_PAD: tl.constexpr, D: tl.constexpr, CHUNK: tl.constexpr, PRECISION: tl.constexpr):
+        """Softmax statistics and the weighted V sum of one chunk of CHUNK slots, for the query heads of a KV head."""
         row = tl.program_id(0)
         kv_head = tl.program_id(1)
+        split = tl.program_id(2)
         length = tl.load(slot_ptr) + 1
-        g = tl.arange(0, G_PAD)
+        start = split * CHUNK
+        if start < length:  # chunks past the filled part exit at once: nothing of them is read
+            g = tl.arange(0, G_PAD)
+            d = tl.arange(0, D)
+            heads = kv_head * GROUPS + g
+            q = tl.load(q_ptr + row * stride_qb + heads[:, None] * stride_qh + d[None, :], mask=(g < GROUPS)[:, None],
+                        other=0.0)
+            offs = start + tl.arange(0, CHUNK)
+            inside = offs < length
+            ok = (tl.load(valid_ptr + row * stride_mb + offs, mask=inside, other=0) != 0) & inside
+            k = tl.load(k_ptr + row * stride_kb + kv_head * stride_kh + offs[:, None] * stride_kl + d[None, :],
+                        mask=inside[:, None], other=0.0)
+            s = tl.dot(q, tl.trans(k), input_precision=PRECISION)
+            s = tl.where(ok[None, :], s * scale, float("-inf"))
+            m = tl.maximum(tl.max(s, 1), -1.0e30)  # finite even when no slot of the chunk is valid (left padding)
+            p = tl.exp(s - m[:, None])
+            v = tl.load(v_ptr + row * stride_vb + kv_head * stride_vh + offs[:, None] * stride_vl + d[None, :],
+                        mask=inside[:, None], other=0.0)
+            acc = tl.dot(p.to(v.dtype), v, input_precision=PRECISION)
+            stat = (row * HEADS + heads) * SPLITS + split  # [B, H, SPLITS] layout, [.., D] for acc
+            tl.store(m_ptr + stat, m, mask=g < GROUPS)
+            tl.store(sum_ptr + stat, tl.sum(p, 1), mask=g < GROUPS)
+            tl.store(acc_ptr + stat[:, None] * D + d[None, :], acc, mask=(g < GROUPS)[:, None])
+
+    @triton.jit
+    def _combine_kernel(m_ptr, sum_ptr, acc_ptr, slot_ptr, out_ptr, stride_ob, stride_oh, HEADS: tl.constexpr,
+                        SPLITS: tl.constexpr, S_PAD: tl.constexpr, D: tl.constexpr, CHUNK: tl.constexpr):
+        """Merge the chunks' statistics of one (row, head) into its attention output."""
+        row = tl.program_id(0)
+        head = tl.program_id(1)
+        used = (tl.load(slot_ptr) + CHUNK) // CHUNK  # chunks holding slots [0, slot]
+        splits = tl.arange(0, S_PAD)
+        live = splits < used
+        base = (row * HEADS + head) * SPLITS
+        m = tl.load(m_ptr + base + splits, mask=live, other=float("-inf"))
+        top = tl.max(m, 0)
+        weight = tl.where(live, tl.exp(m - top), 0.0)
+        total = tl.sum(weight * tl.load(sum_ptr + base + splits, mask=live, other=0.0), 0)
         d = tl.arange(0, D)
-        heads = kv_head * GROUPS + g
-        q = tl.load(q_ptr + row * stride_qb + heads[:, None] * stride_qh + d[None, :], mask=(g < GROUPS)[:, None], other=0.0)
-        m = tl.full([G_PAD], -1.0e30, tl.float32)  # finite: a block with no valid slot leaves the sums unchanged
-        total = tl.zeros([G_PAD], tl.float32)
-        acc = tl.zeros([G_PAD, D], tl.float32)
-        k_base = k_ptr + row * stride_kb + kv_head * stride_kh
-        v_base = v_ptr + row * stride_vb + kv_head * stride_vh
-        for start in range(0, MAX_LENGTH, BLOCK):
-            if start < length:  # blocks past the filled part are skipped: nothing of them is read
-                offs = start + tl.arange(0, BLOCK)
-                inside = offs < length
-                ok = tl.load(valid_ptr + row * stride_mb + offs, mask=inside, other=0) != 0
-                k = tl.load(k_base + offs[:, None] * stride_kl + d[None, :], mask=inside[:, None], other=0.0)
-                s = tl.dot(q, tl.trans(k), input_precision=PRECISION)
-                s = tl.where(ok[None, :], s * scale, float("-inf"))
-                m_new = tl.maximum(m, tl.max(s, 1))
-                p = tl.exp(s - m_new[:, None])
-                alpha = tl.exp(m - m_new)
-                total = total * alpha + tl.sum(p, 1)
-                v = tl.load(v_base + offs[:, None] * stride_vl + d[None, :], mask=inside[:, None], other=0.0)
-                acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=PRECISION)
-                m = m_new
-        out = acc / total[:, None]
-        tl.store(out_ptr + row * stride_ob + heads[:, None] * stride_oh + d[None, :], out.to(out_ptr.dtype.element_ty),
-                 mask=(g < GROUPS)[:, None])
+        acc = tl.load(acc_ptr + (base + splits)[:, None] * D + d[None, :], mask=live[:, None], other=0.0)
+        out = tl.sum(acc * weight[:, None], 0) / total
+        tl.store(out_ptr + row * stride_ob + head * stride_oh + d, out.to(out_ptr.dtype.element_ty))
 
 
 @torch.library.custom_op("rlkit::decode_attention", mutates_args=())
 def decode_attention(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, valid: torch.Tensor,
                      slot: torch.Tensor, scale: float) -> torch.Tensor:
     """Attention of q [B, H, D] (one token a row) over keys/values [B, KVH, Lmax, D] at slots [0, slot], where
-    `valid` [B, Lmax] allows; returns [B, H, D]. An opaque op to torch.compile (one kernel in its graph)."""
+    `valid` [B, Lmax] allows; returns [B, H, D]. An opaque op to torch.compile (two kernels in its graph)."""
     batch, heads, head_dim = q.shape
-    kv_heads = keys.shape[1]
+    kv_heads, max_length = keys.shape[1], keys.shape[2]
     groups = heads // kv_heads
-    out = torch.empty((batch, heads, head_dim), dtype=q.dtype, device=q.device)
+    splits = triton.cdiv(max_length, CHUNK)
     if q.stride(-1) != 1:
         q = q.contiguous()
-    _decode_attention_kernel[(batch, kv_heads)](
-        q, keys, values, valid, slot, out,
+    stats = torch.empty((2, batch, heads, splits), dtype=torch.float32, device=q.device)
+    partial = torch.empty((batch, heads, splits, head_dim), dtype=torch.float32, device=q.device)
+    out = torch.empty((batch, heads, head_dim), dtype=q.dtype, device=q.device)
+    _partial_kernel[(batch, kv_heads, splits)](
+        q, keys, values, valid, slot, stats[0], stats[1], partial,
         q.stride(0), q.stride(1), keys.stride(0), keys.stride(1), keys.stride(2),
-        values.stride(0), values.stride(1), values.stride(2), valid.stride(0), out.stride(0), out.stride(1), scale,
-        GROUPS=groups, G_PAD=max(16, triton.next_power_of_2(groups)), D=head_dim, BLOCK=BLOCK_L, MAX_LENGTH=keys.shape[2],
-        PRECISION="ieee" if q.dtype == torch.float32 else "tf32",  # fp32: exact products; else ignored
+        values.stride(0), values.stride(1), values.stride(2), valid.stride(0), scale,
+        HEADS=heads, SPLITS=splits, GROUPS=groups, G_PAD=max(16, triton.next_power_of_2(groups)), D=head_dim,
+        CHUNK=CHUNK, PRECISION="ieee" if q.dtype == torch.float32 else "tf32",  # fp32: exact products; else unused
     )
+    _combine_kernel[(batch, heads)](stats[0], stats[1], partial, slot, out, out.stride(0), out.stride(1),
+                                    HEADS=heads, SPLITS=splits, S_PAD=triton.next_power_of_2(splits), D=head_dim,
+                                    CHUNK=CHUNK)
     return out
 
 

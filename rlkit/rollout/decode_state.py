@@ -24,11 +24,11 @@ class DecodeState:
     out_tokens: torch.Tensor  # [B, T] long
     out_logprobs: torch.Tensor  # [B, T] float
     noise: torch.Tensor | None  # [B, V] float, refilled with Exp(1) draws every step
-    graphs: dict[int, torch.cuda.CUDAGraph] = field(default_factory=dict)  # captured steps by attended cache length
+    graph: torch.cuda.CUDAGraph | None = None
     halves: dict[int, DecodeState] = field(default_factory=dict)  # compacted batches: views of the first rows
 
     def rows(self, size: int) -> DecodeState:
-        """The state of the first `size` rows: views of these buffers (one step counter and slot), own graphs."""
+        """The state of the first `size` rows: views of these buffers (one step counter and slot), own graph."""
         if size == len(self.token):
             return self
         if size not in self.halves:

@@ -14,11 +14,9 @@ modules, so weights are shared with the learner and a weight sync costs nothing)
 - sampling by the exponential-race (Gumbel-max) trick: argmax(log p - log E), E ~ Exp(1),
   which draws exactly from softmax(logits / T) without a cumulative sum or a multinomial;
 - the sampled token's log-probability under the warped distribution, as the HF engine records;
-- the decode step's attention as one Triton kernel over the filled part of the cache only
-  (`rlkit/rollout/decode_attention.py`; `attention = "triton"`, the default where it is available), else
-  the plain batched-matmul attention, optionally over the first `kv_bucket`-multiple of slots that covers
-  the filled part (one captured graph per such length; off by default: measured slower, see
-  docs/BENCHMARKS.md);
+- the decode step's attention in Triton kernels that read only the filled part of the cache, its length
+  taken from the device so one captured graph serves every step (`rlkit/rollout/decode_attention.py`;
+  `attention = "triton"`, the default where Triton is available), else batched matmuls over the whole cache;
 - compaction: when half of the rows (or more) have stopped, the live rows move to the front of the
   buffers and decoding goes on with a batch half as large (its own captured graph, on views of the same
   cache), so a long-tailed batch stops paying for its finished rows (`compact`, on by default).
@@ -50,7 +48,6 @@ STOP_CHECK_EVERY = 32  # decode steps between host checks for "every row has sto
 MAX_CACHED_STATES = 4  # KV caches (and captured graphs) kept for reuse, one per batch shape
 WIDTH_MULTIPLE = 32  # prompt widths are padded up to a multiple of this when graphs are captured
 MIN_COMPACT_ROWS = 8  # the smallest batch compaction shrinks to
-KV_BUCKET = 0  # plain attention: the smallest multiple of this many slots covering the filled part (0 = all)
 
 
 def _rotate_half(x: torch.Tensor) -> torch.Tensor:
@@ -115,9 +112,7 @@ class FastHFEngine(InProcessEngine):
         self.stop_ids = {tokenizer.eos_token_id}
         self.cuda_graph, self.compile = cuda_graph, compile
         self.compact = True
-        self.kv_bucket = KV_BUCKET  # 0: every decode step attends over the whole cache (one graph per batch size)
         self.attention = "triton"  # the decode step's attention: "triton" (where available) or "plain"
-        self.fused_noise = False  # draw the sampling noise inside the compiled step (fused) instead of before it
         self.stats: dict[str, float] = {}  # token counts since the caller last cleared it (rlkit bench reads them)
         self._states: dict[tuple, DecodeState] = {}
         self._fused: dict[int, _FusedLayer] = {}
@@ -132,10 +127,9 @@ class FastHFEngine(InProcessEngine):
 
     def _attend(self, layer: torch.nn.Module, hidden: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
                 keys: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, write: Callable,
-                span: int | None = None, kernel: tuple | None = None) -> torch.Tensor:
-        """Self-attention of `hidden` [B, T, E] against the cache after writing its own K/V there; with `span`,
-        against the cache's first `span` slots only (`mask` [B, T, span] then); with `kernel` = (valid [B, Lmax],
-        slot [1]), one token a row through the Triton decode kernel."""
+                kernel: tuple | None = None) -> torch.Tensor:
+        """Self-attention of `hidden` [B, T, E] against the cache after writing its own K/V there; with
+        `kernel` = (valid [B, Lmax], slot [1]), one token a row through the Triton decode kernels."""
         attn = layer.self_attn
         batch, length, _ = hidden.shape
         head_dim = attn.head_dim
@@ -153,8 +147,6 @@ class FastHFEngine(InProcessEngine):
         if kernel is not None:  # one token a row: [B, H, D] against slots [0, slot] in one kernel
             out = decode_attention(q[:, :, 0], keys, values, kernel[0], kernel[1], attn.scaling)
             return attn.o_proj(out.reshape(batch, 1, -1))
-        if span is not None:  # written into the whole cache (an input), attended over its filled part (a view)
-            keys, values = keys[:, :, :span], values[:, :, :span]
         kv_heads = keys.shape[1]
         groups = q.shape[1] // kv_heads
         # grouped-query attention without repeating K/V: [B, KVH, groups*T, D] @ [B, KVH, D, L]
@@ -199,44 +191,39 @@ class FastHFEngine(InProcessEngine):
                     torch.cat(tensors, out=target)
 
     def _forward(self, tokens: torch.Tensor, positions: torch.Tensor, keys: list[torch.Tensor],
-                 values: list[torch.Tensor], mask: torch.Tensor, write: Callable, span: int | None = None,
+                 values: list[torch.Tensor], mask: torch.Tensor, write: Callable,
                  kernel: tuple | None = None) -> torch.Tensor:
         """Logits [B, V] of the last position. tokens/positions [B, T]; mask [B, T, Lmax] bool."""
         body = self.model.model
         hidden = body.embed_tokens(tokens)
         cos, sin = body.rotary_emb(hidden, positions)
         for layer, layer_keys, layer_values in zip(body.layers, keys, values):
-            hidden = hidden + self._attend(layer, layer.input_layernorm(hidden), cos, sin, layer_keys, layer_values, mask, write, span,
+            hidden = hidden + self._attend(layer, layer.input_layernorm(hidden), cos, sin, layer_keys, layer_values, mask, write,
                                          kernel)
             hidden = hidden + self._mlp(layer, layer.post_attention_layernorm(hidden))
         return self.model.lm_head(body.norm(hidden[:, -1]))
 
     def _decode_and_sample(self, token: torch.Tensor, position: torch.Tensor, slot: torch.Tensor, valid: torch.Tensor,
                            keys: list[torch.Tensor], values: list[torch.Tensor], noise: torch.Tensor | None,
-                           temperature: float, top_p: float, span: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """One token per row at cache slot `slot` (< `span`), attending over the first `span` slots, then the next
-        token and its logprob. Plain tensors in and out and no random draws inside (the noise comes in), so
-        torch.compile fuses it into one graph (`span` is a Python int: static for the first length, a dynamic
-        size from the second length on, one recompile)."""
+                           temperature: float, top_p: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """One token per row at cache slot `slot`, then the next token and its logprob. Plain tensors in and
+        out and no random draws inside (the noise comes in), so torch.compile fuses it into one graph."""
 
         def write(cache: torch.Tensor, new: torch.Tensor) -> None:
             cache.index_copy_(2, slot, new)
 
         kernel = (valid, slot) if self._use_kernel(keys[0]) else None
-        if self.fused_noise and noise is not None:  # drawn here, torch.compile fuses the draw into the sampling pass
-            noise = torch.empty_like(noise).exponential_()
-        logits = self._forward(token[:, None], position[:, None], keys, values, valid[:, None, :span], write, span, kernel)
+        logits = self._forward(token[:, None], position[:, None], keys, values, valid[:, None], write, kernel)
         return sample_tokens(logits, noise, temperature, top_p)
 
     # ------------------------------------------------------------------ one decode step (captured on GPU)
-    def _decode_step(self, state: DecodeState, sampling: SamplingParams, stop: torch.Tensor | None, pad: int,
-                     span: int) -> None:
+    def _decode_step(self, state: DecodeState, sampling: SamplingParams, stop: torch.Tensor | None, pad: int) -> None:
         state.valid.index_fill_(1, state.slot, True)
         forward = self._compiled or self._decode_and_sample
-        if state.noise is not None and not self.fused_noise:
+        if state.noise is not None:
             state.noise.exponential_()
         sampled = forward(state.token, state.position, state.slot, state.valid, state.keys, state.values,
-                          state.noise, sampling.temperature, sampling.top_p, span)
+                          state.noise, sampling.temperature, sampling.top_p)
         self._record(state, *sampled, stop, pad)
         state.slot += 1
         state.position += 1
@@ -293,9 +280,8 @@ class FastHFEngine(InProcessEngine):
             self._compiled = torch.compile(self._decode_and_sample, dynamic=None, fullgraph=False)
 
     def _run_decode(self, state: DecodeState, sampling: SamplingParams, stop: torch.Tensor | None, pad: int,
-                    steps: int, slot: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Decode up to `steps` more tokens, the first at cache slot `slot`; returns every row's (tokens, logprobs)
-        [B, max_new_tokens]."""
+                    steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Decode up to `steps` more tokens; returns every row's (tokens, logprobs) [B, max_new_tokens]."""
         device = state.token.device
         self._maybe_compile(device)
         rows = torch.arange(len(state.token), device=device)  # original row of each row of `current`
@@ -303,7 +289,7 @@ class FastHFEngine(InProcessEngine):
         tokens, logprobs = state.out_tokens, state.out_logprobs
         index = 0
         while index < steps:
-            current, ran = self._decode_steps(current, sampling, stop, pad, min(steps - index, STOP_CHECK_EVERY), slot + index)
+            current, ran = self._decode_steps(current, sampling, stop, pad, min(steps - index, STOP_CHECK_EVERY))
             index += ran
             self.stats["decode_computed"] = self.stats.get("decode_computed", 0) + ran * len(current.token)
             if stop is None or index >= steps:
@@ -338,43 +324,34 @@ class FastHFEngine(InProcessEngine):
             return decode_attention_available(cache_or_head_dim, self._device)
         return decode_attention_available(cache_or_head_dim.shape[-1], cache_or_head_dim.device)
 
-    def _span(self, slot: int, length: int) -> int:
-        """Cache slots a decode step writing slot `slot` attends over: the next multiple of `kv_bucket` (or all)."""
-        if not self.kv_bucket or self._use_kernel(self.model.model.layers[0].self_attn.head_dim):
-            return length
-        return min(length, (slot // self.kv_bucket + 1) * self.kv_bucket)
-
     def _decode_steps(self, state: DecodeState, sampling: SamplingParams, stop: torch.Tensor | None, pad: int,
-                      steps: int, slot: int) -> tuple[DecodeState, int]:
-        """Up to `steps` decode steps of `state`, the first writing cache slot `slot` (on GPU, replaying the graph
-        captured for the step's attended length); returns the state and the steps run."""
+                      steps: int) -> tuple[DecodeState, int]:
+        """Up to `steps` decode steps of `state` (its captured graph on GPU); returns the state and the steps run."""
         device = state.token.device
-        length = state.valid.shape[1]
-        for ran in range(steps):
-            span = self._span(slot + ran, length)
-            graph = state.graphs.get(span)
-            if graph is not None:
-                graph.replay()
-                continue
 
-            def step(span: int = span) -> None:
-                self._decode_step(state, sampling, stop, pad, span)
+        def step() -> None:
+            self._decode_step(state, sampling, stop, pad)
 
-            if self._use_graph(device):
-                try:
-                    self._capture(state, span, step, device)  # ends by replaying the captured graph as this step
-                    continue
-                except Exception as err:  # noqa: BLE001 - capture is an optimization; eager steps give the same samples
-                    log.warning("CUDA graph capture of the decode step failed (%s: %s); decoding without graphs", type(err).__name__, err)
-                    self.cuda_graph = False
-                    state.graphs.clear()
-                    torch.cuda.synchronize(device)
-            step()
-        return state, steps
+        ran = 0
+        if self._use_graph(device) and state.graph is None and steps > 0:
+            try:
+                self._capture(state, step, device)  # ends by replaying the captured graph as the first step
+                ran = 1
+            except Exception as err:  # noqa: BLE001 - capture is an optimization; eager steps give the same samples
+                log.warning("CUDA graph capture of the decode step failed (%s: %s); decoding without graphs", type(err).__name__, err)
+                self.cuda_graph, state.graph = False, None
+                torch.cuda.synchronize(device)
+        for _ in range(ran, steps):
+            if state.graph is not None:
+                state.graph.replay()
+            else:
+                step()
+            ran += 1
+        return state, ran
 
-    def _capture(self, state: DecodeState, span: int, step: Callable[[], None], device: torch.device) -> None:
-        """Warm up (compiling if asked) and capture one decode step attending over `span` slots; the warm-up
-        consumes no step (the buffers are rewound), the captured graph's first replay is the real step."""
+    def _capture(self, state: DecodeState, step: Callable[[], None], device: torch.device) -> None:
+        """Warm up (compiling if asked) and capture one decode step; the warm-up consumes no step (the buffers
+        are rewound), the captured graph's first replay is the real step."""
         buffers = (state.valid, state.token, state.position, state.slot, state.step, state.done, state.out_tokens, state.out_logprobs)
         snapshot = [t.clone() for t in buffers]
 
@@ -403,7 +380,7 @@ class FastHFEngine(InProcessEngine):
             step()
         rewind()
         graph.replay()
-        state.graphs[span] = graph
+        state.graph = graph
         self.stats["graphs_captured"] = self.stats.get("graphs_captured", 0) + 1
 
     def _generate_batch(self, prompts: list[list[int]], sampling: SamplingParams, index_offset: int) -> list[Completion]:
@@ -438,7 +415,7 @@ class FastHFEngine(InProcessEngine):
         self.refresh_fused_weights()
         try:
             self._prefill(state, input_ids, attention, sampling, stop, pad)
-            tokens, logprobs = self._run_decode(state, sampling, stop, pad, sampling.max_new_tokens - 1, width)
+            tokens, logprobs = self._run_decode(state, sampling, stop, pad, sampling.max_new_tokens - 1)
         finally:
             self.model.train(was_training)
         produced = int(state.step)
