@@ -69,7 +69,17 @@ def _head(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None)
 
 
 class FusedHeadLogprobs(torch.autograd.Function):
-    """(log p(target), entropy) of `hidden @ weight.T (+ bias)`, `chunk` rows at a time; logits never stored."""
+    """(log p(target), entropy) of `hidden @ weight.T (+ bias)`, `chunk` rows at a time; logits never stored.
+
+    Why ours and not Liger's fused linear cross-entropy (liger-kernel 0.8.5, measured 2026-12-02 on an H200 by
+    scripts/decode_bench.py --liger, docs/BENCHMARKS.md): Liger computes the gradient during the forward, so a
+    per-token loss needs its upstream per-token gradient before the forward runs, which a policy-gradient
+    objective cannot give (its gradient depends on the log-probabilities being computed, through the ratio and
+    the clip); it returns no entropy; and on the 0.5B head it was less exact (gradient relative error 6e-4 vs
+    4e-6 for ours, against plain bf16 autograd) and slower at 4,096 rows (50 ms vs 11 ms forward + backward of
+    the plain cross-entropy), faster only at 32,768 rows (69 ms vs 90 ms). Liger's chunked GRPO loss replaces
+    the whole objective (no entropy term, its own aggregations), so it was not taken either.
+    """
 
     @staticmethod
     def forward(ctx, hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, chunk: int,  # noqa: ANN001, ANN205
