@@ -8,7 +8,10 @@
 #   .venv/bin/pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
 #     --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d wheels \
 #     trl==1.16.0 datasets==5.2.0 dill==0.4.1 multiprocess==0.70.19 pydantic==2.14.3 pydantic_core==2.50.4 \
-#     annotated-types==0.8.0 typing-inspection==0.4.5
+#     annotated-types==0.8.0 typing-inspection==0.4.5 math-verify==0.9.0 latex2sympy2_extended==1.11.0 \
+#     antlr4-python3-runtime==4.13.2    (rlkit's rewards import math-verify; the image lacks it)
+# The decode step alone, per lever, with a kernel profile: python3 scripts/decode_bench.py --profile triton
+# (PYTHONPATH=/tmp/site:$PWD after the wheels are installed; --liger times our LM head against liger-kernel's).
 # Usage: [PRESET=reference|ragged|long] [BENCH_ARGS="--completion-tokens 8192"] [CHECKS=0] \
 #        scripts/bench_gpu.sh [FRAMEWORKS] [STEPS]   (default: reference; rlkit,trl,rlkit-hf,rlkit-eager,rlkit-plain 3)
 # CHECKS=0 skips the correctness checks (scripts/gpu_checks.py), e.g. for a second preset in the same call.
