@@ -63,6 +63,8 @@ def branch_before_rl(base: Path, target: Path) -> None:
 def evaluate_model(overrides: list[str], path: Path | None) -> dict:
     """Held-out accuracy of the model saved at `path` (None: the model the recipe starts from), as the runner
     evaluates its stages: greedy decoding on the recipe's eval set (OVERRIDEs such as eval.data.size apply)."""
+    import torch
+
     from rlkit.config import RewardSpec, load_config
     from rlkit.data import load_samples
     from rlkit.eval.evaluate import evaluate_accuracy
@@ -71,6 +73,7 @@ def evaluate_model(overrides: list[str], path: Path | None) -> dict:
     from rlkit.scoring.pool import RewardPool
 
     config = load_config(RECIPE, overrides)
+    torch.set_num_threads(config.threads)  # as the runner does
     tokenizer = load_tokenizer(config.model)
     model = load_model(config.model, path=path, seed=config.seed).to(resolve_device(config.device))
     samples = load_samples(config.eval.data.model_copy(update={"limit": config.eval.limit or config.eval.data.limit}))
