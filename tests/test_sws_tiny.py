@@ -1,11 +1,13 @@
 """The tiny-world SwS reproduction (slow): SwS against BaseRL for the same steps from the same model.
 
-Subtraction is rare in tiny_sws.yaml's training mix, so the policy is weak on it. The claim checked is
-the paper's, qualitatively: held-out accuracy on the weak category rises more with SwS than with
-BaseRL, by more than two standard errors, and overall held-out accuracy does not fall. The numbers
-measured on this project's CPU machine are in the README (section "SwS in the tiny world"): there the
-effect did NOT appear (weak category +0.017 +- 0.026, overall -0.080 against BaseRL), so this test fails
-on the current setup. It is the measurement, not tuned to pass.
+Subtraction is under-represented in tiny_sws.yaml (SFT add2 1 : sub 0.5; RL set add2 1 : sub 0.15), so the
+policy is weak on it. The claim checked is the paper's, qualitatively: the ledger's weaknesses fall mostly in
+the weak category, held-out accuracy on it rises more with SwS than with BaseRL by more than two standard
+errors, and overall held-out accuracy does not fall. Measured on this project's shared 2-core machine
+(2026-12-02, README section "SwS in the tiny world"): the effect is there in one pipeline seed and not in
+the others (seed 0, the one this test runs: +1.8 points on subtraction, SE 3.1, so this test fails; seed 1:
++15.0, SE 3.0; seed 2: no weaknesses at all, nothing synthesized). It is the measurement, not tuned to
+pass, and runs only with RLKIT_SWS_TINY=1.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ def _compare_module():
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not os.environ.get("RLKIT_SWS_TINY"), reason="about 30 min on 2 cores (over CI's budget); RLKIT_SWS_TINY=1 runs it")
+@pytest.mark.skipif(not os.environ.get("RLKIT_SWS_TINY"), reason="the effect is seed-dependent (README: SwS in the tiny world); the measurement runs with RLKIT_SWS_TINY=1")
 def test_sws_beats_baserl_on_the_weak_category(tmp_path):
     compare = _compare_module()
     run_dir = tmp_path / "tiny_sws"
