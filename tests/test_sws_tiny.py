@@ -45,3 +45,19 @@ def test_sws_beats_baserl_on_the_weak_category(tmp_path):
     assert weak["sws_minus_baserl"] > 2 * weak["se"]
     n, start, end = overall["problems"], overall["start"], overall["sws"]
     assert end >= start - 2 * math.sqrt(start * (1 - start) / n + end * (1 - end) / n)  # overall does not fall
+
+
+def test_pooled_pairs_take_the_larger_of_the_eval_and_spread_errors():
+    pooled = _compare_module().pooled
+
+    def pair(diff: float, se: float) -> dict:
+        return {"accuracy": {"sub": {"problems": 500, "start": 0.5, "sws": 0.5 + diff, "baserl": 0.5,
+                                     "sws_minus_baserl": diff, "se": se}}}
+
+    table = pooled([pair(0.02, 0.03), pair(0.10, 0.04)])["sub"]
+    assert table["sws_minus_baserl"] == pytest.approx(0.06)
+    assert table["se_eval"] == pytest.approx(0.025)  # sqrt(.03^2 + .04^2) / 2
+    assert table["se_seeds"] == pytest.approx(0.04)  # sd of (.02, .10) = .0566, / sqrt(2)
+    assert table["se"] == pytest.approx(0.04) and table["sws"] == pytest.approx(0.56)
+    one = pooled([pair(0.05, 0.03)])["sub"]
+    assert one["se"] == pytest.approx(0.03) and math.isnan(one["se_seeds"])
