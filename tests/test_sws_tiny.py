@@ -4,9 +4,10 @@ Subtraction is under-represented in tiny_sws.yaml (SFT add2 1 : sub 0.5; RL set 
 policy is weak on it. The claim checked is the paper's, qualitatively: the ledger's weaknesses fall mostly in
 the weak category, held-out accuracy on it rises more with SwS than with BaseRL by more than two standard
 errors, and overall held-out accuracy does not fall. Measured on this project's shared 2-core machine
-(2026-12-02, README section "SwS in the tiny world"): the claim holds in one pair of four and not robustly
+(2026-12-02, README section "SwS in the tiny world"): NOT reproduced; the claim holds in one pair of five
 (seed 0, the one this test runs: +1.8 points on subtraction, SE 3.1, so this test fails there; seed 1: +15.0,
-SE 3.0; pooled over four pairs +6.3, SE 3.0 from their spread; seed 2: no weaknesses, nothing synthesized).
+SE 3.0; seed 4: -3.0, SE 2.9; pooled over five pairs +4.4, SE 3.0 from their spread; seeds 2 and 3: no
+weaknesses, nothing synthesized).
 It is the measurement, not tuned to pass, and runs only with RLKIT_SWS_TINY=1 (about 30 min here under load).
 """
 
