@@ -362,8 +362,8 @@ class RolloutDPOStage(DPOStage):
 class SynthConfig(Section):
     """SwS's synthesis pipeline (synth/pipeline.py). Paper: arXiv 2506.08989, section 3; "rlkit" marks values the paper does not give."""
 
-    threshold: float = Field(0.5, ge=0.0, le=1.0, description="a weakness never reaches this training accuracy in any epoch (paper: 0.5).")
-    max_slope: float = Field(0.0, description="and its accuracy slope over epochs is below this (paper: negative, i.e. < 0).")
+    threshold: float = Field(0.5, ge=0.0, le=1.0, description="a weakness's best epoch has at most this training accuracy (paper: 0.5; the authors' released failure list includes best epochs of exactly 0.5).")
+    max_slope: float = Field(0.0, description="and its accuracy slope over epochs is at most this (paper: 0; the authors' released list includes problems at 0 in every epoch, slope exactly 0).")
     budget: int = Field(1000, ge=0, description="concept combinations to write problems from, split over categories by failure rate (paper, 7B: ~1M; rlkit default 1000).")
     combination_size: int = Field(5, ge=1, description="concepts per combination (paper: 5).")
     combination_temperature: float = Field(0.2, gt=0.0, description="softmax temperature of concept sampling (paper: 0.2).")

@@ -153,8 +153,8 @@ def run_pipeline(
     rates = budget.failure_rates(seen, [row["id"] for row in weak])
     if not weak:
         message = (
-            f"no weaknesses: none of the {len(seen)} problems the RL run sampled stayed below accuracy "
-            f"{config.threshold} in every epoch with a slope below {config.max_slope} (an accuracy history needs "
+            f"no weaknesses: none of the {len(seen)} problems the RL run sampled stayed at or below accuracy "
+            f"{config.threshold} in every epoch with a slope of at most {config.max_slope} (an accuracy history needs "
             "at least two epochs for a slope); nothing is synthesized and the original data passes through"
         )
         return _finish(out, [], funnel, rates, {}, counts, message)

@@ -1,8 +1,14 @@
 """Step 1: weaknesses, the problems the initial RL run kept failing at and got worse on.
 
-SwS (arXiv 2506.08989, section 3.1): a problem is a weakness when its training accuracy never
-reaches 0.5 in any epoch AND the slope of its accuracy over the epochs is negative. The histories
-come from the run's accuracy ledger: one accuracy per epoch per problem.
+SwS (arXiv 2506.08989, section 3.1) writes the rule as: training accuracy below 0.5 in every epoch AND
+a negative slope of accuracy over the epochs. The authors' released failure list (record/failure_cases.jsonl
+in github.com/MasterVito/SwS: 1,905 problems, each with its per-epoch accuracies and slope) shows the rule
+they ran is inclusive at both ends: 869 of them (46%) are at 0 in every epoch (slope exactly 0), 46 reach
+exactly 0.5 in their best epoch, and none has a positive slope or a best epoch above 0.5. rlkit follows the
+released list: best epoch <= `threshold` and slope <= `max_slope`. A problem never solved is the clearest
+weakness there is; the strict reading would drop every one of them. The slope is the least-squares slope
+over the epoch index (it matches the list's `slope` values). The histories come from the run's accuracy
+ledger: one accuracy per epoch per problem; a history needs at least two epochs (rlkit: no trend from one).
 """
 
 from __future__ import annotations
@@ -24,8 +30,9 @@ def accuracy_slope(accuracies: Sequence[float]) -> float:
 
 
 def is_weakness(accuracies: Sequence[float], threshold: float = 0.5, max_slope: float = 0.0) -> bool:
-    """Never at or above `threshold` in any epoch, and a slope below `max_slope` (the paper: < 0)."""
-    return bool(accuracies) and max(accuracies) < threshold and accuracy_slope(accuracies) < max_slope
+    """At least two epochs, never above `threshold` in any, and a slope of at most `max_slope` (the authors'
+    released failure list: best epoch <= 0.5 and slope <= 0)."""
+    return len(accuracies) >= 2 and max(accuracies) <= threshold and accuracy_slope(accuracies) <= max_slope
 
 
 def find_weaknesses(

@@ -16,8 +16,8 @@ from rlkit.stages.synthesize import synthetic_path, synthetic_samples
 
 REPO = Path(__file__).resolve().parents[1]
 
-# No SFT: the untrained policy fails everything, so with max_slope just above 0 every sampled problem
-# is a weakness (flat at 0), and the test does not depend on what a few training steps learn.
+# No SFT: the untrained policy fails everything, so every sampled problem is a weakness (flat at 0, which
+# the authors' rule counts), and the test does not depend on what a few training steps learn.
 E2E = """
 name: sws-e2e
 threads: 1
@@ -30,7 +30,7 @@ stages:
     batch_size: 8
     data: {size: 24, mix: {add2: 1, sub: 1}}
   - type: synthesize
-    synth: {budget: 20, combination_size: 2, max_slope: 0.01, decontaminate_dir: null, chunk_size: 8, difficulty_band: [0.0, 1.0]}
+    synth: {budget: 20, combination_size: 2, decontaminate_dir: null, chunk_size: 8, difficulty_band: [0.0, 1.0]}
   - type: rl
     name: augmented_rl
     steps: 2
