@@ -79,9 +79,9 @@ def main(args: argparse.Namespace) -> int:
     from rlkit.errors import ConfigError
     from rlkit.eval.benchmarks import check_gold_answers, check_names, default_data_dir, resolve_benchmark, split_specs
     from rlkit.eval.evaluate import evaluate_benchmark, sampling_for
-    from rlkit.eval.progress import EvalProgress
     from rlkit.eval.report import write_benchmark, write_summary
     from rlkit.files import missing_model_dir
+    from rlkit.progress import ProgressBar
 
     _check_args(args)
     if (problem := missing_model_dir(args.model)) is not None:
@@ -121,7 +121,7 @@ def main(args: argparse.Namespace) -> int:
     results = []
     for bench, samples, sampling in plans:
         over = _flag_over_context(bench.name, samples, tokenizer, context, args.engine)
-        progress = EvalProgress(bench.name, len(samples), sampling.n)
+        progress = ProgressBar(bench.name, len(samples), tag="eval", samples_per_unit=sampling.n, every_s=30.0, transient=True)
         try:
             result = evaluate_benchmark(engine, tokenizer, bench, samples, scorer, sampling, args.batch_size, progress=progress)
         finally:
