@@ -1,4 +1,6 @@
+import json
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -60,3 +62,54 @@ def tiny_recipe(tmp_path: Path) -> Path:
     path = tmp_path / "tiny.yaml"
     path.write_text(TINY_RECIPE)
     return path
+
+
+# --------------------------------------------------------------------------- the quickstart's SFT, once a session
+QUICKSTART = REPO / "recipes" / "quickstart.yaml"
+
+
+def _what_sft_depends_on(config) -> dict:  # noqa: ANN001
+    """The parts of a config that decide its first (sft) stage's output model."""
+    from rlkit.learner.lora import learner_for_stage
+
+    stage = config.stages[0]
+    return {"model": config.model.model_dump(), "seed": config.seed, "threads": config.threads, "device": config.device,
+            "runtime": config.runtime, "sft stage": stage.model_dump(), "learner": learner_for_stage(config.learner, str(stage.name)).model_dump()}
+
+
+@pytest.fixture(scope="session")
+def quickstart_sft() -> Path:
+    """The quickstart's sft stage (500 steps), trained once per test session: test_quickstart.py and the tiny
+    twins of test_tiny_algos.py, whose sft stages are the same, run their later stages from its output."""
+    import tempfile
+
+    from rlkit.config import load_config
+    from rlkit.runner import run_recipe
+
+    config = load_config(QUICKSTART)
+    config = config.model_copy(update={"stages": config.stages[:1]})
+    run_dir = Path(tempfile.mkdtemp(prefix="rlkit-quickstart-sft-")) / "run"
+    try:
+        run_recipe(config, run_dir)
+        yield run_dir / "stages" / "sft" / "output"
+    finally:
+        shutil.rmtree(run_dir.parent, ignore_errors=True)
+
+
+def run_from_quickstart_sft(recipe: Path, sft_output: Path, run_dir: Path, overrides: list[str] | None = None) -> dict:
+    """Run a recipe whose sft stage is the quickstart's from `quickstart_sft`: its finished sft stage is skipped
+    (resume), the later stages run as they would after it. A recipe whose sft stage differs is refused."""
+    from rlkit.config import dump_config, load_config
+    from rlkit.runner import run_recipe
+
+    config = load_config(recipe, overrides)
+    ours, shared = _what_sft_depends_on(config), _what_sft_depends_on(load_config(QUICKSTART))
+    if ours != shared:
+        differ = [key for key in shared if ours[key] != shared[key]]
+        raise ValueError(f"{recipe}: its sft stage is not the quickstart's ({', '.join(differ)} differ); it cannot start from it")
+    run_dir.mkdir(parents=True)
+    (run_dir / "config.yaml").write_text(dump_config(config))
+    shutil.copytree(sft_output, run_dir / "stages" / "sft" / "output")
+    summary = run_recipe(config, run_dir, resume=True)
+    summary["metrics"] = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return summary
