@@ -633,11 +633,11 @@ def resolve_shared_paths(config: RunConfig, recipe_dir: Path) -> None:
     named benchmarks at its math/ folder; the folder is looked for only when something names it."""
     near = [recipe_dir]
 
-    def resolve(value: str, key: str) -> str:
+    def resolve(value: str, key: str, hint: str = "") -> str:
         try:
             return resolve_shared(value, config.shared_data, near)
         except ConfigError as err:
-            raise ConfigError(f"key '{key}': {err}") from None
+            raise ConfigError(f"key '{key}': {err}{hint}") from None
 
     for stage in config.stages:
         data = getattr(stage, "data", None)
@@ -645,7 +645,8 @@ def resolve_shared_paths(config: RunConfig, recipe_dir: Path) -> None:
             data.source = resolve(data.source, f"{stage.name}.data.source")
         synth = getattr(stage, "synth", None)
         if synth is not None and synth.decontaminate_dir:
-            synth.decontaminate_dir = resolve(synth.decontaminate_dir, f"{stage.name}.synth.decontaminate_dir")
+            synth.decontaminate_dir = resolve(synth.decontaminate_dir, f"{stage.name}.synth.decontaminate_dir",
+                                              "; or set it to null to skip decontamination")
     config.eval.data.source = resolve(config.eval.data.source, "eval.data.source")
     config.eval.benchmarks = [resolve(spec, "eval.benchmarks") for spec in config.eval.benchmarks]
     if config.eval.data_dir:

@@ -73,3 +73,11 @@ def test_named_benchmarks_read_math_in_it(world: Path):
         load_config(recipe)
     (world / "shared" / "data" / "math" / "math500.jsonl").write_text(json.dumps({"problem": "p", "answer": "1"}) + "\n")
     assert load_config(recipe).eval.data_dir == str(world / "shared" / "data" / "math")
+
+
+def test_synthesis_without_the_folder_says_how_to_skip_decontamination(world: Path, tmp_path_factory: pytest.TempPathFactory):
+    recipe = tmp_path_factory.mktemp("lonely") / "sws.yaml"
+    recipe.write_text("stages: [{type: rl}, {type: synthesize}, {type: rl, name: again, data: {synthetic_from: synthesize}}]\n")
+    with pytest.raises(ConfigError, match=r"key 'synthesize\.synth\.decontaminate_dir': 'shared:math': .*set it to null"):
+        load_config(recipe)
+    assert load_config(recipe, ["synthesize.synth.decontaminate_dir=null"]).stages[1].synth.decontaminate_dir is None
