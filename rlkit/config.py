@@ -30,6 +30,8 @@ from rlkit.algos.loss_aggregation import LOSS_AGGREGATIONS
 from rlkit.algos.schedules import linear_schedule
 from rlkit.errors import ConfigError
 from rlkit.plugins import import_function, is_target
+from rlkit.shared_data import ENV as SHARED_DATA_ENV
+from rlkit.shared_data import resolve_shared, shared_data_root
 from rlkit.world.categories import DEFAULT_MIX, check_mix
 
 
@@ -50,7 +52,8 @@ class ModelConfig(Section):
 class DataConfig(Section):
     source: str = Field(
         "tiny:arithmetic",
-        description="'tiny:arithmetic', a .jsonl/.parquet file (relative to where rlkit runs), 'hf:<dataset id>', or a loader "
+        description="'tiny:arithmetic', a .jsonl/.parquet file (relative to where rlkit runs), 'shared:<path>' (a file in the "
+        "shared data folder, see `shared_data`), 'hf:<dataset id>', or a loader "
         "'file.py:fn' / 'pkg.module:fn' called with split= that returns row dicts (examples/custom_dataset.py).",
     )
     split: Literal["train", "test"] = Field("train", description="tiny-world and hf: split; a file is used whole.")
@@ -243,7 +246,7 @@ class EvalConfig(Section):
     limit: int | None = Field(None, ge=1, description="evaluate only the first N held-out rows (and benchmark rows); None = all.")
     every: int = Field(0, ge=0, description="evaluate every N RL steps; 0 = only before and after.")
     benchmarks: list[str] = Field(default_factory=list, description="extra benchmarks evaluated periodically (names, files, hf:<id>).")
-    data_dir: str | None = Field(None, description="where benchmark names find <name>.jsonl; None = $RLKIT_DATA_DIR, else ../shared/data/math.")
+    data_dir: str | None = Field(None, description="where benchmark names find <name>.jsonl; None = math/ in the shared data folder (see `shared_data`).")
     reward: str = Field("math", description="the correctness reward that defines accuracy (a reward name or spec, no args).")
     max_new_tokens: int | None = Field(None, description="response limit when evaluating; None = rollout.max_new_tokens.")
     batch_size: int = Field(256, ge=1, description="prompts per generate call when evaluating.")
@@ -388,7 +391,9 @@ class SynthConfig(Section):
     difficulty_band: tuple[float, float] = Field((0.25, 0.75), description="keep problems whose policy accuracy lies in [low, high] (paper: [0.25, 0.75]).")
     ngram: int = Field(13, ge=1, description="word n-gram length of deduplication and decontamination (rlkit: the paper gives no rule).")
     overlap_threshold: float = Field(0.5, gt=0.0, le=1.0, description="drop a problem when this share of its n-grams occurs in the train set, a benchmark or an earlier new problem (rlkit).")
-    decontaminate_dir: str | None = Field("../shared/data/math", description="every .jsonl here is a benchmark to decontaminate against; None = none.")
+    decontaminate_dir: str | None = Field(
+        "shared:math", description="every .jsonl here is a benchmark to decontaminate against ('shared:' = in the shared data folder); None = none.",
+    )
     retries: int = Field(2, ge=0, description="re-asks of a backend for an item whose text did not parse or whose request failed, before it is counted and skipped.")
     chunk_size: int = Field(64, ge=1, description="items per backend call; each finished chunk is written at once, so a rerun resumes after it.")
     seed: int | None = Field(None, description="seed of concept sampling; None = the run's seed.")
@@ -458,6 +463,11 @@ class RunConfig(Section):
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig, description="resumable step checkpoints.")
     logging: LoggingConfig = Field(default_factory=LoggingConfig, description="experiment tracking besides metrics.jsonl.")
     eval: EvalConfig = Field(default_factory=EvalConfig, description="held-out accuracy and benchmarks, during and after training.")
+    shared_data: str | None = Field(
+        None,
+        description=f"the folder of public data that 'shared:<path>' sources and named benchmarks read; None = ${SHARED_DATA_ENV}, "
+        "else the first shared/data beside the current folder, the recipe's or the rlkit checkout (or beside a folder above them).",
+    )
     stages: list[Stage] = Field(..., min_length=1, description="the stages, run in order; each continues from the model the last one left.")
 
     @field_validator("stages")
@@ -613,8 +623,41 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConf
         parts, value = parse_override(text)
         apply_override(raw, parts, value, text)
     config = validate_config(raw, f"{path}" + (" (with overrides)" if overrides else ""))
+    resolve_shared_paths(config, recipe_dir=path.parent)
     check_files(config, base=path.parent)
     return config
+
+
+def resolve_shared_paths(config: RunConfig, recipe_dir: Path) -> None:
+    """Replace 'shared:<path>' data sources and folders by their place in the shared data folder, and point
+    named benchmarks at its math/ folder; the folder is looked for only when something names it."""
+    near = [recipe_dir]
+
+    def resolve(value: str, key: str, hint: str = "") -> str:
+        try:
+            return resolve_shared(value, config.shared_data, near)
+        except ConfigError as err:
+            raise ConfigError(f"key '{key}': {err}{hint}") from None
+
+    for stage in config.stages:
+        data = getattr(stage, "data", None)
+        if data is not None:
+            data.source = resolve(data.source, f"{stage.name}.data.source")
+        synth = getattr(stage, "synth", None)
+        if synth is not None and synth.decontaminate_dir:
+            synth.decontaminate_dir = resolve(synth.decontaminate_dir, f"{stage.name}.synth.decontaminate_dir",
+                                              "; or set it to null to skip decontamination")
+    config.eval.data.source = resolve(config.eval.data.source, "eval.data.source")
+    config.eval.benchmarks = [resolve(spec, "eval.benchmarks") for spec in config.eval.benchmarks]
+    if config.eval.data_dir:
+        config.eval.data_dir = resolve(config.eval.data_dir, "eval.data_dir")
+    elif config.eval.benchmarks:
+        from rlkit.eval.benchmarks import KNOWN
+
+        if not any(spec in KNOWN for spec in config.eval.benchmarks):
+            return
+        root = shared_data_root(config.shared_data, near, required=False)
+        config.eval.data_dir = str(root / "math") if root else None  # None: the benchmark check names the settings
 
 
 def validate_config(raw: dict[str, Any], source: str) -> RunConfig:

@@ -15,44 +15,25 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from rlkit.algos.registry import Entry
 from rlkit.checkpoint import atomic_dir, atomic_write_text
-from rlkit.config import DATA_STAGES, RewardSpec, RunConfig, StageBase, dump_config, stage_reference
+from rlkit.config import RewardSpec, RunConfig, StageBase, dump_config, stage_reference
 from rlkit.data import load_samples
 from rlkit.errors import ConfigError
 from rlkit.models import load_model, load_tokenizer, resolve_device
 from rlkit.scoring.pool import RewardPool
+from rlkit.stages import distill, dpo, rl, sft, synthesize  # noqa: F401  (importing a stage module registers its type)
 from rlkit.stages.context import Aborted, StageContext
+from rlkit.stages.registry import STAGES
 from rlkit.templates import resolve_template
 
 if TYPE_CHECKING:
     from rlkit.runtime.ray_runtime import RayRuntime
 
-RL_LIKE = ("rl", "dpo", "rollout_dpo")
-
-
-def stage_runner(kind: str):  # noqa: ANN201
-    """The function that runs one stage type; imported on use."""
-    if kind == "sft":
-        from rlkit.stages.sft import run_sft
-
-        return run_sft
-    if kind == "rl":
-        from rlkit.stages.rl import run_rl
-
-        return run_rl
-    if kind in ("dpo", "rollout_dpo"):
-        from rlkit.stages.dpo import run_dpo
-
-        return run_dpo
-    if kind == "synthesize":
-        from rlkit.stages.synthesize import run_synthesize
-
-        return run_synthesize
-    if kind == "distill":
-        from rlkit.stages.distill import run_distill
-
-        return run_distill
-    raise ValueError(kind)
+def stage_entry(kind: str) -> Entry:
+    """The registration of a stage type: its run function `fn(ctx, stage)` and its traits (rlkit/stages/registry.py)."""
+    entry = STAGES.get(kind)
+    return Entry(entry.name, entry.fn, {"rl_like": False, "data_stage": False, **entry.traits})
 
 
 def with_stage_data(stage: StageBase, config: RunConfig, run_dir: Path) -> StageBase:
@@ -72,7 +53,7 @@ def with_stage_data(stage: StageBase, config: RunConfig, run_dir: Path) -> Stage
 def _run_data_stage(ctx: StageContext, stage: StageBase) -> None:
     """A data stage writes its own output (datasets) and trains nothing: no model saved, no eval."""
     started = time.time()
-    funnel = stage_runner(stage.type)(ctx, stage)
+    funnel = stage_entry(stage.type).fn(ctx, stage)
     ctx.summary["stages"][str(stage.name)] = {"data": funnel, "time_s": time.time() - started}
     ctx.save_summary()
 
@@ -185,11 +166,11 @@ def run_stages_here(config: RunConfig, run_dir: Path, resume: bool, started: flo
 
 def _run_stages(ctx: StageContext) -> None:
     config = ctx.config
-    first_rl = next((i for i, s in enumerate(config.stages) if s.type in RL_LIKE), 0)
+    first_rl = next((i for i, s in enumerate(config.stages) if stage_entry(s.type).rl_like), 0)
     previous_output: Path | None = None
     for index, stage in enumerate(config.stages):
         output = ctx.run_dir / "stages" / str(stage.name) / "output"
-        if stage.type in DATA_STAGES:
+        if stage_entry(stage.type).data_stage:
             if output.is_dir():
                 print(f"[{stage.name}] done in an earlier run; skipping", flush=True)
             else:
@@ -209,7 +190,7 @@ def _run_stages(ctx: StageContext) -> None:
             ctx.save_summary()
             print(f"[{stage.name}] initial held-out accuracy {ctx.summary['initial_eval']['accuracy']:.3f}", flush=True)
         stage_started = time.time()
-        stage_runner(stage.type)(ctx, stage)
+        stage_entry(stage.type).fn(ctx, stage)
         ctx.save_stage_output(stage)
         before = config.stages[index - 1].name if index else None
         if stage.type == "synthesize" and str(before) in ctx.summary["stages"]:

@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from rlkit.config import SynthConfig
+from rlkit.errors import ConfigError
+from rlkit.shared_data import resolve_shared
 from rlkit.synth import answers, budget, combinations, concepts, dedup, difficulty, problems, quality, weaknesses
 from rlkit.synth.asking import AskStats, Generator, Sampling
 
@@ -172,7 +174,7 @@ def run_pipeline(
     written = step("problems", combos, lambda rows, stats, dropped: problems.write_problems(
         rows, backends.writer, stats, dropped, config.problem_template, writing, ask_retries))
 
-    references = list(dedup.benchmark_texts(Path(config.decontaminate_dir))) if config.decontaminate_dir else []
+    references = list(dedup.benchmark_texts(decontamination_dir(config))) if config.decontaminate_dir else []
     unique = step("dedup", written, _whole(lambda rows, dropped: dedup.deduplicate(
         rows, (dedup.problem_text(r) for r in original), references, config.ngram, config.overlap_threshold, dropped)),
         None)
@@ -205,6 +207,18 @@ def run_pipeline(
     final = step("difficulty", answered, filter_difficulty)
     rows = [{key: row[key] for key in OUTPUT_FIELDS if key in row} | {"source": "sws"} for row in final]
     return _finish(out, rows, funnel, rates, shares, counts, "")
+
+
+def decontamination_dir(config: SynthConfig) -> Path:
+    """`synth.decontaminate_dir` as a folder ('shared:math' = math/ in the shared data folder); a missing one is an
+    error, not a silent run without decontamination."""
+    try:
+        directory = Path(resolve_shared(str(config.decontaminate_dir))).expanduser()
+    except ConfigError as err:
+        raise ConfigError(f"synth.decontaminate_dir: {err} (or set synth.decontaminate_dir: null to skip decontamination)") from None
+    if not directory.is_dir():
+        raise ConfigError(f"synth.decontaminate_dir: no such folder: {directory} (or set it to null to skip decontamination)")
+    return directory
 
 
 def _concept_embeddings(rows: Sequence[dict[str, Any]], embed: Callable[[list[str]], list[list[float]]] | None) -> dict[str, list[float]] | None:

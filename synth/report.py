@@ -8,7 +8,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from rlkit.metrics_log import StageProgress
+from rlkit.progress import ProgressBar
 from rlkit.synth.pipeline import FUNNEL_LABELS, Result
 
 
@@ -21,8 +21,8 @@ class StepBars:
     def __call__(self, step: str, done: int, total: int) -> None:
         if step != self.step:
             self.close()
-            self.step, self.bar = step, StageProgress(f"{self.prefix}/{step}", max(total, 1), done, every=1)
-        self.bar.update(done, {})  # type: ignore[union-attr]
+            self.step, self.bar = step, ProgressBar(f"{self.prefix}/{step}", max(total, 1), start=done, unit="items", every=1)
+        self.bar.update(done)  # type: ignore[union-attr]
 
     def close(self) -> None:
         if self.bar is not None:

@@ -11,17 +11,14 @@ from rlkit.config import load_config
 from rlkit.data import load_benchmark
 from rlkit.errors import ConfigError, DataError
 from rlkit.eval.benchmarks import (
-    DATA_DIR_ENV,
     KNOWN,
     check_gold_answers,
     default_data_dir,
     resolve_benchmark,
     split_specs,
 )
+from rlkit.shared_data import ENV as SHARED_DATA_ENV
 from rlkit.templates import render_prompt
-from tests.conftest import SHARED_DATA
-
-SHARED_MATH = SHARED_DATA / "math"
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> Path:
@@ -56,7 +53,7 @@ def test_unknown_name_lists_the_known_ones(data_dir: Path):
 
 
 def test_named_benchmark_without_a_data_dir_says_how_to_give_one():
-    with pytest.raises(ConfigError, match=f"--data-dir DIR.*{DATA_DIR_ENV}"):
+    with pytest.raises(ConfigError, match=f"{SHARED_DATA_ENV}=DIR.*--data-dir DIR"):
         resolve_benchmark("aime24", None)
 
 
@@ -80,12 +77,11 @@ def test_paths_and_hub_ids(tmp_path: Path):
     assert resolve_benchmark("tiny:arithmetic", None).name == "tiny_arithmetic"
 
 
-def test_default_data_dir_prefers_the_environment(monkeypatch, tmp_path: Path):
-    monkeypatch.setenv(DATA_DIR_ENV, str(tmp_path))
-    assert default_data_dir() == tmp_path
-    monkeypatch.delenv(DATA_DIR_ENV)
-    expected = SHARED_MATH if SHARED_MATH.is_dir() else None
-    assert default_data_dir() == expected
+def test_default_data_dir_is_math_in_the_shared_data_folder(monkeypatch, tmp_path: Path):
+    monkeypatch.setenv(SHARED_DATA_ENV, str(tmp_path))
+    assert default_data_dir() == tmp_path.resolve() / "math"
+    (tmp_path / "other").mkdir()
+    assert default_data_dir(tmp_path / "other") == (tmp_path / "other").resolve() / "math"  # --shared-data beats the variable
 
 
 def test_split_specs():

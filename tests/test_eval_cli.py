@@ -19,7 +19,6 @@ from rlkit.scoring.pool import RewardPool
 from tests.conftest import SHARED_DATA
 
 SHARED_MATH = SHARED_DATA / "math"
-needs_shared_data = pytest.mark.skipif(not SHARED_MATH.is_dir(), reason=f"shared benchmark data not at {SHARED_MATH}")
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +44,7 @@ def run_eval(capsys, *argv: str) -> tuple[int, str, str]:
     return code, out.out, out.err
 
 
-@needs_shared_data
+@pytest.mark.shared_data
 def test_all_seven_benchmarks_write_results(tiny_model_dir: Path, tmp_path: Path, capsys):
     out = tmp_path / "out"
     code, stdout, _ = run_eval(
@@ -70,7 +69,7 @@ def test_all_seven_benchmarks_write_results(tiny_model_dir: Path, tmp_path: Path
 
 
 @pytest.mark.slow
-@needs_shared_data
+@pytest.mark.shared_data
 def test_done_when_command_limit_5(tiny_model_dir: Path, tmp_path: Path, capsys):
     """The issue's acceptance command (with a short response limit: the model is untrained and rarely stops)."""
     code, _, _ = run_eval(
@@ -107,9 +106,9 @@ def test_unknown_benchmark_is_a_one_line_error(capsys):
 def test_missing_data_dir(tmp_path: Path, capsys, monkeypatch):
     code, _, err = run_eval(capsys, "--model", "tiny", "--benchmarks", "gsm8k", "--data-dir", str(tmp_path / "nope"))
     assert code == 2 and f"data directory not found: {tmp_path / 'nope'}" in err
-    monkeypatch.setattr("rlkit.eval.benchmarks.default_data_dir", lambda: None)  # no env var, no shared folder
+    monkeypatch.setattr("rlkit.eval.benchmarks.default_data_dir", lambda *_: None)  # no env var, no shared folder
     code, _, err = run_eval(capsys, "--model", "tiny", "--benchmarks", "gsm8k")
-    assert code == 2 and "pass --data-dir DIR" in err and "RLKIT_DATA_DIR" in err
+    assert code == 2 and "pass --data-dir DIR" in err and "RLKIT_SHARED_DATA" in err
 
 
 def test_several_greedy_samples_need_a_temperature(tmp_path: Path, capsys):

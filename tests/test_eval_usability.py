@@ -33,9 +33,9 @@ def test_prompts_longer_than_the_context_are_counted_and_explained(tmp_path, cap
 
 
 def test_progress_lines_when_not_on_a_terminal(tmp_path, capsys):
-    from rlkit.eval.progress import EvalProgress
+    from rlkit.progress import ProgressBar
 
-    progress = EvalProgress("math500", problems=6, samples_per_problem=2, every_s=0.0, live=False)
+    progress = ProgressBar("math500", 6, tag="eval", samples_per_unit=2, every_s=0.0, live=False)
     progress.advance(3)
     progress.advance(3)
     progress.close()

@@ -8,13 +8,11 @@ from rlkit.cli import main as cli_main
 from rlkit.config import TemperatureSchedule, load_config
 
 ROOT = Path(__file__).resolve().parents[1]
-needs_shared = pytest.mark.skipif(not (ROOT.parent / "shared" / "data" / "math" / "math500.jsonl").exists(), reason="needs ../shared/data")
 
 
-@needs_shared
-def test_phi4_recipe_has_the_papers_values(monkeypatch):
-    monkeypatch.chdir(ROOT)  # recipe paths are relative to the directory rlkit runs in
-    config = load_config("recipes/phi4_mini_reasoning.yaml")
+@pytest.mark.shared_data
+def test_phi4_recipe_has_the_papers_values():
+    config = load_config(ROOT / "recipes" / "phi4_mini_reasoning.yaml")
     assert config.model.path == "microsoft/Phi-4-mini-instruct"
     assert [(s.name, s.type) for s in config.stages] == [
         ("distill", "distill"), ("midtrain", "sft"), ("sft", "sft"), ("dpo", "dpo"), ("rl", "rl")]
@@ -30,10 +28,10 @@ def test_phi4_recipe_has_the_papers_values(monkeypatch):
     assert config.eval.benchmarks == ["math500", "aime24"]
 
 
-@needs_shared
-@pytest.mark.parametrize("recipe", ["recipes/phi4_mini_reasoning.yaml", "recipes/tiny/tiny_phi4.yaml"])
-def test_phi4_recipes_dry_run(recipe, monkeypatch, capsys):
-    monkeypatch.chdir(ROOT)
-    assert cli_main(["run", recipe, "--dry-run"]) == 0
+@pytest.mark.parametrize(
+    "recipe", [pytest.param("recipes/phi4_mini_reasoning.yaml", marks=pytest.mark.shared_data), "recipes/tiny/tiny_phi4.yaml"],
+)
+def test_phi4_recipes_dry_run(recipe, capsys):
+    assert cli_main(["run", str(ROOT / recipe), "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "type: distill" in out and "from: 1.0" in out and "rebalance: true" in out

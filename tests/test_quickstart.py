@@ -5,15 +5,16 @@ from pathlib import Path
 
 import pytest
 
-from rlkit.config import load_config
-from rlkit.runner import run_recipe
+from tests.conftest import run_from_quickstart_sft
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.slow
-def test_quickstart_gains_20_points_of_held_out_accuracy(tmp_path):
-    summary = run_recipe(load_config(REPO / "recipes/quickstart.yaml"), tmp_path / "run")
+def test_quickstart_gains_20_points_of_held_out_accuracy(quickstart_sft, tmp_path):
+    # its sft stage is trained once a session (conftest.py), shared with test_tiny_algos.py's twins; the rl stage
+    # runs as `make quickstart` runs it after that sft (its steps are seeded by step, not by what ran before)
+    summary = run_from_quickstart_sft(REPO / "recipes/quickstart.yaml", quickstart_sft, tmp_path / "run")
     before, after = summary["initial_eval"]["accuracy"], summary["final_eval"]["accuracy"]
     print(json.dumps({"quickstart": {"before": before, "after": after, "wall_s": round(summary["wall_time_s"])}}))
     assert after - before >= 0.20, (before, after)

@@ -17,8 +17,8 @@ REPO = Path(__file__).resolve().parents[1]
 HUMANEVAL = SHARED_DATA / "code" / "HumanEval.jsonl.gz"
 
 
-def test_real_code_recipe_dry_run(capsys, monkeypatch):
-    monkeypatch.chdir(REPO)  # recipe paths (../shared/data/...) resolve against the directory rlkit runs from
+@pytest.mark.shared_data
+def test_real_code_recipe_dry_run(capsys):
     assert cli_main(["run", str(REPO / "recipes" / "real_code.yaml"), "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "name: code_quality" in out and "Qwen/Qwen2.5-Coder" in out and "HumanEval.jsonl.gz" in out
@@ -42,6 +42,7 @@ stages:
 
 
 @pytest.mark.sandbox
+@pytest.mark.shared_data
 def test_one_tiny_rl_step_with_the_code_rewards(tmp_path):
     with gzip.open(HUMANEVAL, "rt") as f:
         humaneval_row = json.loads(f.readline())

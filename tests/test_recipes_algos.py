@@ -8,18 +8,14 @@ from rlkit.cli import main as cli_main
 from rlkit.config import load_config
 from rlkit.data import load_samples
 from rlkit.errors import ConfigError
-from tests.conftest import SHARED_DATA
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = SHARED_DATA
-needs_shared = pytest.mark.skipif(not (SHARED / "one_shot_rlvr" / "pi1_r128.parquet").exists(), reason="needs ../shared/data")
 TWINS = sorted((ROOT / "recipes" / "tiny").glob("tiny_*.yaml"))
 
 
-@needs_shared
-def test_one_shot_rlvr_has_the_papers_hyperparameters(monkeypatch):
-    monkeypatch.chdir(ROOT)  # recipe paths are relative to the directory rlkit runs in
-    config = load_config("recipes/one_shot_rlvr.yaml")
+@pytest.mark.shared_data
+def test_one_shot_rlvr_has_the_papers_hyperparameters():
+    config = load_config(ROOT / "recipes" / "one_shot_rlvr.yaml")
     stage = config.stages[0]
     alg = stage.algorithm
     assert config.model.path == "Qwen/Qwen2.5-Math-1.5B"
@@ -33,19 +29,17 @@ def test_one_shot_rlvr_has_the_papers_hyperparameters(monkeypatch):
     assert samples[0]["answer"] == "12.8"
 
 
-@needs_shared
+@pytest.mark.shared_data
 @pytest.mark.parametrize("recipe", ["recipes/one_shot_rlvr.yaml", "recipes/entropy_only.yaml"])
-def test_paper_recipes_dry_run(recipe, monkeypatch, capsys):
-    monkeypatch.chdir(ROOT)
-    assert cli_main(["run", recipe, "--dry-run"]) == 0
+def test_paper_recipes_dry_run(recipe, capsys):
+    assert cli_main(["run", str(ROOT / recipe), "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "pi1_r128.parquet" in out and "entropy_coef: 0.001" in out
 
 
-@needs_shared
-def test_entropy_only_recipe_ignores_reward(monkeypatch):
-    monkeypatch.chdir(ROOT)
-    alg = load_config("recipes/entropy_only.yaml").stages[0].algorithm
+@pytest.mark.shared_data
+def test_entropy_only_recipe_ignores_reward():
+    alg = load_config(ROOT / "recipes" / "entropy_only.yaml").stages[0].algorithm
     assert alg.entropy_only and alg.entropy_coef > 0
 
 

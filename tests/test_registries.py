@@ -52,3 +52,19 @@ def test_a_name_registers_once():
     registry.register("a")(len)
     with pytest.raises(ValueError, match="thing 'a' is registered twice"):
         registry.register("a")(len)
+
+
+def test_every_stage_type_of_the_schema_is_registered_once_with_its_traits():
+    from typing import get_args
+
+    from rlkit.config import DATA_STAGES, Stage
+    from rlkit.runner import stage_entry
+    from rlkit.stages.registry import STAGES
+
+    union = get_args(get_args(Stage)[0])
+    schema_types = sorted(get_args(cls.model_fields["type"].annotation)[0] for cls in union)
+    assert sorted(STAGES.names()) == schema_types
+    assert sorted(k for k in STAGES.names() if stage_entry(k).rl_like) == ["dpo", "rl", "rollout_dpo"]  # eval before the first
+    assert tuple(k for k in STAGES.names() if stage_entry(k).data_stage) == DATA_STAGES  # the config's reference check agrees
+    with pytest.raises(ValueError, match=r"unknown stage 'nope' for stages\[\]\.type"):
+        stage_entry("nope")

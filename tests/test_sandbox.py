@@ -91,14 +91,25 @@ print([os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) for pid in children])
 """
 
 
-def test_the_runs_total_memory_is_capped_by_its_cgroup():
+def test_the_runs_total_memory_is_capped_by_its_cgroup(monkeypatch):
+    made = []  # this run's cgroups only: other sandbox runs on the machine (other tests, other users) make their own
+
+    def create_and_record(memory_bytes: int, max_pids: int):  # the real function, its result kept
+        cgroup = sandbox_create_run_cgroup(memory_bytes, max_pids)
+        made.append(cgroup)
+        return cgroup
+
+    sandbox_create_run_cgroup = sandbox.create_run_cgroup
+    monkeypatch.setattr(sandbox, "create_run_cgroup", create_and_record)
     limits = SandboxLimits(wall_s=8.0, memory_bytes=256 << 20)
     result = run(MANY_CHILDREN_EACH_UNDER_THE_RLIMIT, limits)
     if not result.cgroup:
         pytest.skip("this machine does not let the sandbox create a cgroup: rlimits alone bound memory per process")
     codes = eval(result.stdout)
     assert codes.count(-9) >= 3 and codes.count(0) <= 3  # 320 MiB (memory + /tmp) holds two 150 MiB children
-    assert not any(Path("/sys/fs/cgroup").glob("*/rlkit-sandbox-*"))  # removed after the run
+    [cgroup] = made
+    assert cgroup.directories and all(d.name.startswith("rlkit-sandbox-") for d in cgroup.directories)
+    assert not any(d.exists() for d in cgroup.directories)  # removed after the run
     without = run(MANY_CHILDREN_EACH_UNDER_THE_RLIMIT, SandboxLimits(wall_s=8.0, memory_bytes=256 << 20, cgroup=False))
     assert eval(without.stdout) == [0] * 6
 

@@ -73,9 +73,9 @@ def test_an_empty_synthesis_passes_the_original_data_through(tmp_path):
     assert row["prompt"][-1]["content"].endswith("Compute 74-38.") and row["answer"] == "36"  # the tiny template
 
 
-@pytest.mark.parametrize("recipe", ["recipes/sws.yaml", "recipes/tiny/tiny_sws.yaml"])
-def test_sws_recipes_load_and_dry_run(recipe, capsys, monkeypatch):
-    monkeypatch.chdir(REPO)  # the recipes' relative paths resolve against the repository root
+@pytest.mark.parametrize("recipe", [pytest.param("recipes/sws.yaml", marks=pytest.mark.shared_data), "recipes/tiny/tiny_sws.yaml"])
+def test_sws_recipes_load_and_dry_run(recipe, capsys):
+    recipe = str(REPO / recipe)  # shared: paths and the data folder do not depend on where rlkit runs
     config = load_config(recipe)
     assert [s.type for s in config.stages][-3:] == ["rl", "synthesize", "rl"]
     assert config.stages[-1].data.synthetic_from == config.stages[-2].name

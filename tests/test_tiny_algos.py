@@ -2,25 +2,24 @@
 
 Fast: SFT packing (layout, and packed log-probabilities equal unpacked ones), and one RL step per
 estimator / option with the tiny model and a real reward plug-in, checking what each option must do.
-Slow: the tiny twins in recipes/tiny/, each from one shared SFT'd model, must show their effect.
+Slow: the tiny twins in recipes/tiny/, each from one shared SFT'd model (conftest.py's quickstart_sft), must show their effect.
 """
 
 from __future__ import annotations
 
-import json
-import shutil
 from pathlib import Path
 
 import pytest
 import torch
 
-from rlkit.config import RunConfig, dump_config, load_config
+from rlkit.config import RunConfig, load_config
 from rlkit.data import PromptStream, load_samples
 from rlkit.learner.base import pad_sequences
 from rlkit.learner.logprobs import sequence_logprobs
 from rlkit.models import load_model, load_tokenizer
 from rlkit.stages.rl import build_rl_parts, rl_step
 from rlkit.stages.sft import pack_sequences
+from tests.conftest import run_from_quickstart_sft
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -219,30 +218,6 @@ def test_overlong_filter_masks_truncated_samples(tmp_path):
 
 
 # --------------------------------------------------------------------------- tiny twins (slow)
-def run_from_shared_sft(recipe: Path, sft_output: Path, run_dir: Path, overrides: list[str] | None = None) -> dict:
-    """Run a twin's later stages from an SFT output shared by all twins (their sft stages are identical)."""
-    from rlkit.runner import run_recipe
-
-    config = load_config(recipe, overrides)
-    run_dir.mkdir(parents=True)
-    (run_dir / "config.yaml").write_text(dump_config(config))
-    shutil.copytree(sft_output, run_dir / "stages" / "sft" / "output")
-    summary = run_recipe(config, run_dir, resume=True)  # resume: the finished sft stage is skipped
-    summary["metrics"] = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    return summary
-
-
-@pytest.fixture(scope="module")
-def sft_output(tmp_path_factory) -> Path:
-    from rlkit.runner import run_recipe
-
-    config = load_config(ROOT / "recipes" / "tiny" / "tiny_ppo.yaml")  # the quickstart's SFT stage
-    config = config.model_copy(update={"stages": config.stages[:1]})
-    run_dir = tmp_path_factory.mktemp("shared_sft") / "run"
-    run_recipe(config, run_dir)
-    return run_dir / "stages" / "sft" / "output"
-
-
 def gain(summary: dict) -> float:
     return summary["final_eval"]["accuracy"] - summary["initial_eval"]["accuracy"]
 
@@ -260,20 +235,20 @@ def test_tiny_one_shot_generalizes(tmp_path):
 
 
 @pytest.mark.slow
-def test_tiny_rollout_dpo_improves(sft_output, tmp_path):
+def test_tiny_rollout_dpo_improves(quickstart_sft, tmp_path):
     # measured: 0.290 -> 0.750 held-out (2 threads, 45 s); on 200 problems one standard error is ~3 points
-    summary = run_from_shared_sft(ROOT / "recipes" / "tiny" / "tiny_rollout_dpo.yaml", sft_output, tmp_path / "run")
+    summary = run_from_quickstart_sft(ROOT / "recipes" / "tiny" / "tiny_rollout_dpo.yaml", quickstart_sft, tmp_path / "run")
     assert gain(summary) >= 0.10
     assert sum(m.get("pairs", 0) for m in summary["metrics"]) > 0
 
 
 @pytest.mark.slow
-def test_tiny_ppo_value_loss_falls_and_accuracy_rises(sft_output, tmp_path):
+def test_tiny_ppo_value_loss_falls_and_accuracy_rises(quickstart_sft, tmp_path):
     # The critic starts at V = 0 and learns the expected return; it cannot yet tell problems apart (explained
     # variance stays near 0 in 25 steps). Its loss falls below the zero critic's although the reward's
     # variance, which the loss follows, grows as accuracy climbs. Measured: value loss 0.0233 at step 1,
     # 0.0195 over steps 21-25; held-out 0.290 -> 0.745 (2 threads, 45 s).
-    summary = run_from_shared_sft(ROOT / "recipes" / "tiny" / "tiny_ppo.yaml", sft_output, tmp_path / "run")
+    summary = run_from_quickstart_sft(ROOT / "recipes" / "tiny" / "tiny_ppo.yaml", quickstart_sft, tmp_path / "run")
     losses = [m["critic/value_loss"] for m in summary["metrics"] if m.get("critic/value_loss") is not None]
     explained = [m["critic/explained_variance"] for m in summary["metrics"] if "critic/explained_variance" in m]
     assert len(losses) == 25 and explained[0] == pytest.approx(0.0, abs=1e-6)  # V = 0 before the first update
@@ -282,10 +257,10 @@ def test_tiny_ppo_value_loss_falls_and_accuracy_rises(sft_output, tmp_path):
 
 
 @pytest.mark.slow
-def test_quickstart_grpo_under_lora_learns(sft_output, tmp_path, capsys):
+def test_quickstart_grpo_under_lora_learns(quickstart_sft, tmp_path, capsys):
     # only the adapter trains (the engine gets merged weights); measured: 0.290 -> 0.825 (2 threads, 117 s)
     overrides = ["learner.lora.r=16", "learner.lora.stages=[rl]", "rl.lr=1e-3"]
-    summary = run_from_shared_sft(ROOT / "recipes" / "quickstart.yaml", sft_output, tmp_path / "run", overrides)
+    summary = run_from_quickstart_sft(ROOT / "recipes" / "quickstart.yaml", quickstart_sft, tmp_path / "run", overrides)
     assert "LoRA r=16 alpha=32 on ['q_proj', 'k_proj', 'v_proj', 'o_proj']: 65,536 of" in capsys.readouterr().out
     assert gain(summary) >= 0.20
     final = tmp_path / "run" / "final"  # merged: a plain HF model, no adapter files
@@ -293,9 +268,9 @@ def test_quickstart_grpo_under_lora_learns(sft_output, tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_tiny_dapo_fills_batches_with_signal_and_learns(sft_output, tmp_path):
+def test_tiny_dapo_fills_batches_with_signal_and_learns(quickstart_sft, tmp_path):
     # measured: held-out 0.290 -> 0.765; 16 of 16 groups kept every step, 23 of 30 steps needed a 2nd round (92 s)
-    summary = run_from_shared_sft(ROOT / "recipes" / "tiny" / "tiny_dapo.yaml", sft_output, tmp_path / "run")
+    summary = run_from_quickstart_sft(ROOT / "recipes" / "tiny" / "tiny_dapo.yaml", quickstart_sft, tmp_path / "run")
     steps = [m for m in summary["metrics"] if m.get("stage") == "rl"]
     assert all(m["sampling/kept_groups"] == 16 for m in steps)  # all-right and all-wrong groups replaced
     assert any(m["sampling/rounds"] > 1 for m in steps)
@@ -303,8 +278,8 @@ def test_tiny_dapo_fills_batches_with_signal_and_learns(sft_output, tmp_path):
 
 
 @pytest.mark.slow
-def test_tiny_entropy_only_raises_entropy(sft_output, tmp_path):
-    summary = run_from_shared_sft(ROOT / "recipes" / "tiny" / "tiny_entropy_only.yaml", sft_output, tmp_path / "run")
+def test_tiny_entropy_only_raises_entropy(quickstart_sft, tmp_path):
+    summary = run_from_quickstart_sft(ROOT / "recipes" / "tiny" / "tiny_entropy_only.yaml", quickstart_sft, tmp_path / "run")
     entropy = [m["entropy"] for m in summary["metrics"] if m.get("entropy") is not None]
     assert entropy[-1] > entropy[0]
 

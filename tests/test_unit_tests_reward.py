@@ -66,6 +66,7 @@ def test_mbpp_field_names_are_read():
     assert unit_tests_reward("def sq(x):\n    return x * x\n", sample).score == 1.0
 
 
+@pytest.mark.shared_data
 def test_humaneval_format_program_is_prompt_plus_completion():
     rows = humaneval_rows()
     row = rows[0]
@@ -321,6 +322,7 @@ def test_without_the_guard_the_same_attacks_would_forge_a_pass(steal):
 
 
 @pytest.mark.slow
+@pytest.mark.shared_data
 def test_humaneval_through_rlkit_reward_score(tmp_path):
     """The done-when numbers: 164/164 canonical solutions pass, at most 2 of 164 `return None` bodies do,
     and the 164 score in 60 s or less on the 2-core CI machine (with two reward workers)."""

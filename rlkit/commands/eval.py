@@ -1,8 +1,9 @@
-"""`rlkit eval --model DIR_OR_HF_ID --benchmarks LIST [--data-dir DIR] [--limit N] [--n K] [--temperature T]
+"""`rlkit eval --model DIR_OR_HF_ID --benchmarks LIST [--data-dir DIR | --shared-data DIR] [--limit N] [--n K] [--temperature T]
 [--template NAME] [--output DIR] [--max-new-tokens M]`: score a model on math benchmarks.
 
 Benchmarks are known names (math500, aime24, aime25, amc23, minerva_math, olympiadbench, gsm8k) read as
-<name>.jsonl from the data directory, any .jsonl/.parquet file, hf:<dataset id>, or tiny:arithmetic.
+<name>.jsonl from the data directory (math/ in the shared data folder unless --data-dir says otherwise),
+any .jsonl/.parquet file, shared:<path in the shared data folder>, hf:<dataset id>, or tiny:arithmetic.
 Each is sampled the way papers do (greedy for MATH500, Minerva, OlympiadBench, GSM8K; 8 samples at
 temperature 0.6, reported as avg@8, for AIME24, AIME25, AMC23) unless --n / --temperature say otherwise.
 Writes <output>/<benchmark>/results.json (+ samples.jsonl), <output>/results.json and results.md, and
@@ -16,7 +17,8 @@ import sys
 import time
 from pathlib import Path
 
-from rlkit.eval.benchmarks import DATA_DIR_ENV, KNOWN, TINY
+from rlkit.eval.benchmarks import KNOWN, TINY
+from rlkit.shared_data import ENV as SHARED_DATA_ENV
 
 DEFAULT_MAX_NEW_TOKENS = 3072
 
@@ -29,13 +31,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", required=True, help="a run's final/ directory, any HF model directory or hub id, or 'tiny'")
     p.add_argument(
         "--benchmarks", required=True,
-        help=f"comma-separated: {', '.join(KNOWN)}, {TINY}, a .jsonl/.parquet path, or hf:<dataset id>",
+        help=f"comma-separated: {', '.join(KNOWN)}, {TINY}, a .jsonl/.parquet path, shared:<path>, or hf:<dataset id>",
     )
     p.add_argument(
-        "--data-dir", type=Path,
-        help=f"folder holding <name>.jsonl for named benchmarks (default: ${DATA_DIR_ENV}, else ../shared/data/math "
-        "next to the rlkit repository when it exists)",
+        "--shared-data", type=Path,
+        help=f"the shared data folder (default: ${SHARED_DATA_ENV}, else the first shared/data beside the current folder "
+        "or the rlkit checkout, or beside a folder above them); named benchmarks read its math/",
     )
+    p.add_argument("--data-dir", type=Path, help="folder holding <name>.jsonl for named benchmarks (default: math/ in the shared data folder)")
     p.add_argument("--limit", type=int, help="only the first N problems of each benchmark")
     p.add_argument("--n", type=int, help="samples per problem, for every benchmark (default: per benchmark, see above)")
     p.add_argument("--temperature", type=float, help="sampling temperature for every benchmark (default: per benchmark)")
@@ -74,11 +77,11 @@ def _check_args(args: argparse.Namespace) -> None:
 def main(args: argparse.Namespace) -> int:
     from rlkit.data import load_benchmark
     from rlkit.errors import ConfigError
-    from rlkit.eval.benchmarks import check_gold_answers, default_data_dir, resolve_benchmark, split_specs
+    from rlkit.eval.benchmarks import check_gold_answers, check_names, default_data_dir, resolve_benchmark, split_specs
     from rlkit.eval.evaluate import evaluate_benchmark, sampling_for
-    from rlkit.eval.progress import EvalProgress
     from rlkit.eval.report import write_benchmark, write_summary
     from rlkit.files import missing_model_dir
+    from rlkit.progress import ProgressBar
 
     _check_args(args)
     if (problem := missing_model_dir(args.model)) is not None:
@@ -86,8 +89,9 @@ def main(args: argparse.Namespace) -> int:
     specs = split_specs(args.benchmarks)
     if not specs:
         raise ConfigError("--benchmarks is empty: name at least one, e.g. --benchmarks math500,aime24")
-    data_dir = args.data_dir if args.data_dir is not None else default_data_dir()
-    benches = [resolve_benchmark(spec, data_dir) for spec in specs]
+    check_names(specs)
+    data_dir = args.data_dir if args.data_dir is not None else default_data_dir(args.shared_data)
+    benches = [resolve_benchmark(spec, data_dir, args.shared_data) for spec in specs]
     names = [b.name for b in benches]
     if len(set(names)) != len(names):
         raise ConfigError(f"--benchmarks names one benchmark twice: {', '.join(names)}")
@@ -117,7 +121,7 @@ def main(args: argparse.Namespace) -> int:
     results = []
     for bench, samples, sampling in plans:
         over = _flag_over_context(bench.name, samples, tokenizer, context, args.engine)
-        progress = EvalProgress(bench.name, len(samples), sampling.n)
+        progress = ProgressBar(bench.name, len(samples), tag="eval", samples_per_unit=sampling.n, every_s=30.0, transient=True)
         try:
             result = evaluate_benchmark(engine, tokenizer, bench, samples, scorer, sampling, args.batch_size, progress=progress)
         finally:

@@ -1,8 +1,9 @@
 """Benchmarks by name: where their file lives and how papers sample them.
 
 A benchmark spec is one of
-  - a known name (math500, aime24, ...): the file `<name>.jsonl` in the data directory;
-  - a path to a .jsonl / .jsonl.gz / .parquet file (named after its stem);
+  - a known name (math500, aime24, ...): the file `<name>.jsonl` in the data directory (by default math/ in
+    the shared data folder, rlkit/shared_data.py);
+  - a path to a .jsonl / .jsonl.gz / .parquet file, or `shared:<path>` in the shared data folder (named after its stem);
   - `hf:<dataset id>` (its `test` split) or `tiny:arithmetic` (the tiny world's held-out split).
 
 Sampling defaults follow the 1-shot RLVR paper's evaluation (Qwen2.5-Math's harness): greedy
@@ -12,14 +13,13 @@ temperature 0.6 reported as avg@8. A file named like a known benchmark takes its
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from rlkit.errors import ConfigError
+from rlkit.shared_data import HOW_TO_SET, PREFIX, resolve_shared, shared_data_root
 
-DATA_DIR_ENV = "RLKIT_DATA_DIR"
 FILE_SUFFIXES = (".jsonl", ".json", ".jsonl.gz", ".parquet")
 
 
@@ -46,13 +46,10 @@ KNOWN: dict[str, tuple[str, int, float]] = {
 TINY = "tiny:arithmetic"
 
 
-def default_data_dir() -> Path | None:
-    """$RLKIT_DATA_DIR, else ../shared/data/math next to the repository when it exists, else None."""
-    env = os.environ.get(DATA_DIR_ENV)
-    if env:
-        return Path(env).expanduser()
-    beside_repo = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "math"
-    return beside_repo if beside_repo.is_dir() else None
+def default_data_dir(shared_data: str | Path | None = None) -> Path | None:
+    """math/ in the shared data folder (rlkit/shared_data.py), None when no shared data folder is found."""
+    root = shared_data_root(shared_data, required=False)
+    return root / "math" if root else None
 
 
 def split_specs(text: str) -> list[str]:
@@ -64,7 +61,7 @@ def _looks_like_file(spec: str) -> bool:
     return spec.endswith(FILE_SUFFIXES) or "/" in spec or spec.startswith((".", "~"))
 
 
-def resolve_benchmark(spec: str, data_dir: str | Path | None) -> Benchmark:
+def resolve_benchmark(spec: str, data_dir: str | Path | None, shared_data: str | Path | None = None) -> Benchmark:
     """A spec (see the module docstring) -> a Benchmark whose source exists (hf: ids are checked on load)."""
     if spec == TINY:
         return Benchmark(name="tiny_arithmetic", title="Tiny arithmetic", source=TINY)
@@ -77,34 +74,46 @@ def resolve_benchmark(spec: str, data_dir: str | Path | None) -> Benchmark:
         title, n, temperature = KNOWN[spec]
         if data_dir is None:
             raise ConfigError(
-                f"benchmark '{spec}' is read from a data directory, and none was found: pass --data-dir DIR "
-                f"(the folder holding {spec}.jsonl) or set {DATA_DIR_ENV}"
+                f"benchmark '{spec}' is read from math/ in the shared data folder, and none was found: {HOW_TO_SET}, "
+                f"or pass --data-dir DIR (eval.data_dir in a recipe), the folder holding {spec}.jsonl"
             )
         directory = Path(data_dir).expanduser()
         if not directory.is_dir():
-            raise ConfigError(f"data directory not found: {directory} (from --data-dir or {DATA_DIR_ENV})")
+            raise ConfigError(f"data directory not found: {directory} (from --data-dir, eval.data_dir or the shared data folder)")
         path = directory / f"{spec}.jsonl"
         if not path.is_file():
             raise ConfigError(f"benchmark '{spec}': file not found: {path}")
         return Benchmark(name=spec, title=title, source=str(path), n=n, temperature=temperature)
-    if _looks_like_file(spec):
-        path = Path(spec).expanduser()
+    if _looks_like_file(spec) or spec.startswith(PREFIX):
+        path = Path(resolve_shared(spec, shared_data)).expanduser()
         if not path.is_file():
             raise ConfigError(f"benchmark file not found: {path}")
         name = path.name
         for suffix in FILE_SUFFIXES:
             name = name.removesuffix(suffix)
         return _with_known_defaults(Benchmark(name=name, title=name, source=str(path)))
+    raise _unknown(spec)
+
+
+def _unknown(spec: str) -> ConfigError:
     known = ", ".join(KNOWN)
-    raise ConfigError(
-        f"unknown benchmark '{spec}': expected one of {known}, {TINY}, a .jsonl/.parquet file or hf:<dataset id>"
+    return ConfigError(
+        f"unknown benchmark '{spec}': expected one of {known}, {TINY}, a .jsonl/.parquet file, shared:<path> or hf:<dataset id>"
     )
 
 
-def resolve_benchmarks(specs: list[str], data_dir: str | Path | None) -> list[Benchmark]:
-    """Resolve `eval.benchmarks` of a recipe; data_dir None means the default (see `default_data_dir`)."""
-    directory = data_dir if data_dir is not None else default_data_dir()
-    return [resolve_benchmark(spec, directory) for spec in specs]
+def check_names(specs: list[str]) -> None:
+    """An unknown benchmark name is reported before any data folder is looked for (it is the likelier mistake)."""
+    for spec in specs:
+        if not (spec == TINY or spec in KNOWN or spec.startswith(("hf:", PREFIX)) or _looks_like_file(spec)):
+            raise _unknown(spec)
+
+
+def resolve_benchmarks(specs: list[str], data_dir: str | Path | None, shared_data: str | Path | None = None) -> list[Benchmark]:
+    """Resolve `eval.benchmarks` of a recipe; data_dir None means math/ in the shared data folder."""
+    check_names(specs)
+    directory = data_dir if data_dir is not None else default_data_dir(shared_data)
+    return [resolve_benchmark(spec, directory, shared_data) for spec in specs]
 
 
 def _with_known_defaults(bench: Benchmark) -> Benchmark:

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rlkit.eval.benchmarks import Benchmark
-from rlkit.eval.progress import EvalProgress
 from rlkit.eval.scores import avg_at_k, maj_at_k, mean_pass_at_k, pass_ks
 from rlkit.models import encode_prompt
+from rlkit.progress import ProgressBar
 from rlkit.rollout.base import Completion, RolloutEngine, SamplingParams
 from rlkit.scoring.pool import RewardBatch, RewardPool
 
@@ -142,7 +142,7 @@ def evaluate_benchmark(
     sampling: SamplingParams,
     batch_size: int = 64,
     keep_problems: bool = True,
-    progress: EvalProgress | None = None,
+    progress: ProgressBar | None = None,
 ) -> BenchmarkResult:
     """Generate `sampling.n` completions per sample, `batch_size` prompts at a time, and score them
     (`progress` hears of each batch's problems)."""

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from rlkit.generation.base import Generator
+from rlkit.progress import ProgressBar
 from rlkit.scoring.pool import RewardPool
 
 
@@ -105,7 +105,7 @@ def sample_and_score(
     done = completed_problems(output, n)
     todo = [p for p in problems if str(p["id"]) not in done]
     funnel = Funnel(problems=len(problems), resumed=len(problems) - len(todo))
-    bar = _Progress(len(todo), n, progress)
+    bar = ProgressBar("generate", len(todo), every=1, enabled=progress)
     try:
         with output.open("a", encoding="utf-8") as out:
             for start in range(0, len(todo), chunk):
@@ -123,7 +123,7 @@ def sample_and_score(
                 for k, (problem, generation) in enumerate(ok):
                     out.write(_problem_rows(problem, generation, scored, k * n, n, accuracy_reward, funnel))
                 out.flush()
-                bar.advance(len(batch), len(ok) * n)
+                bar.advance(len(batch), samples=len(ok) * n)
     finally:
         bar.close()
     funnel.failed_requests = len(funnel.failures)
@@ -154,43 +154,3 @@ def _problem_rows(problem: dict[str, Any], generation: Any, scored: Any, offset:
         }
         lines.append(json.dumps(row) + "\n")
     return "".join(lines)
-
-
-class _Progress:
-    """Problems done, samples per second and the time left: a rich bar on a terminal, a line per chunk elsewhere."""
-
-    def __init__(self, total: int, n: int, enabled: bool):
-        from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-
-        self.total, self.done, self.samples, self.started = total, 0, 0, time.time()
-        self.enabled = enabled
-        console = Console(stderr=True)
-        self.bar = None
-        if enabled and console.is_terminal:
-            self.bar = Progress(TextColumn("[bold]generate"), BarColumn(), MofNCompleteColumn(), TextColumn("problems  {task.fields[rate]}"),
-                                TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=console)
-            self.task = self.bar.add_task("generate", total=total, rate="")
-            self.bar.start()
-
-    def advance(self, problems: int, samples: int) -> None:
-        self.done += problems
-        self.samples += samples
-        elapsed = max(time.time() - self.started, 1e-9)
-        rate = f"{self.samples / elapsed:.1f} samples/s"
-        if self.bar is not None:
-            self.bar.update(self.task, completed=self.done, rate=rate)
-        elif self.enabled:
-            eta = (self.total - self.done) * elapsed / max(self.done, 1)
-            print(f"[generate] {self.done}/{self.total} problems  {rate}  ETA {eta:.0f} s", file=sys.stderr, flush=True)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.stop()

@@ -18,7 +18,8 @@ from rlkit.config import RunConfig, StageBase
 from rlkit.data import PromptStream
 from rlkit.eval.evaluate import evaluate_accuracy
 from rlkit.ledger import Ledger
-from rlkit.metrics_log import MetricsLog, StageProgress
+from rlkit.metrics_log import MetricsLog
+from rlkit.progress import ProgressBar
 from rlkit.rollout.base import RolloutEngine
 from rlkit.scoring.pool import RewardPool
 
@@ -167,7 +168,7 @@ def run_steps(
     elif ctx.resume:
         ctx.metrics.truncate_after(str(stage.name), 0)
         Ledger(ctx.run_dir).truncate_after(str(stage.name), 0)
-    progress = StageProgress(str(stage.name), stage.steps, start)
+    progress = ProgressBar(str(stage.name), stage.steps, start=start, unit="steps", every=10)
     try:
         for step in range(start + 1, stage.steps + 1):
             record = {"stage": stage.name, "step": step, **step_fn(step)}

@@ -26,6 +26,7 @@ from rlkit.errors import DataError
 from rlkit.scoring.pool import RewardPool
 from rlkit.scoring.registry import check_samples, reward_labels
 from rlkit.stages.context import StageContext
+from rlkit.stages.registry import STAGES
 
 
 def verifying_reward(ctx: StageContext, stage: DistillStage) -> RewardSpec:
@@ -34,6 +35,7 @@ def verifying_reward(ctx: StageContext, stage: DistillStage) -> RewardSpec:
     return next((spec for spec in ctx.config.rewards if spec.name == name), RewardSpec(name=name))
 
 
+@STAGES.register("distill", data_stage=True)
 def run_distill(ctx: StageContext, stage: DistillStage) -> dict[str, int]:
     """Sample, verify and split into the stage's sets; returns the funnel (also in metrics.jsonl)."""
     from rlkit.generation import build_generator

@@ -25,6 +25,7 @@ from rlkit.rollout.base import SamplingParams
 from rlkit.scoring.pool import RewardPool
 from rlkit.scoring.registry import check_samples
 from rlkit.stages.context import StageContext, run_steps, step_seed
+from rlkit.stages.registry import STAGES
 
 
 def response_of(value: Any, field: str, sample: dict[str, Any]) -> str:
@@ -77,6 +78,8 @@ def make_dpo_loss(stage: DPOStage, num_pairs: int) -> LossFn:
     return loss_fn
 
 
+@STAGES.register("rollout_dpo", rl_like=True)
+@STAGES.register("dpo", rl_like=True)
 def run_dpo(ctx: StageContext, stage: DPOStage) -> None:
     samples = load_samples(stage.data)
     stream = PromptStream(samples, ctx.config.seed, stage.data.shuffle)

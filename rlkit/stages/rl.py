@@ -31,6 +31,7 @@ from rlkit.scoring.pool import RewardPool
 from rlkit.scoring.registry import check_samples
 from rlkit.stages.context import StageContext, run_steps, step_seed
 from rlkit.stages.length_filter import filter_by_length_spread
+from rlkit.stages.registry import STAGES
 from rlkit.stages.synthesize import synthetic_samples
 
 # Dynamic sampling's round r of a step samples with the step's seed (`step_seed`) + r * ROUND_SEED_STRIDE,
@@ -334,6 +335,7 @@ def rollout_metrics(rollouts: Rollouts, accuracy_reward: str) -> dict[str, float
     return metrics
 
 
+@STAGES.register("rl", rl_like=True)
 def run_rl(ctx: StageContext, stage: RLStage) -> None:
     samples = load_samples(stage.data) + synthetic_samples(ctx.run_dir, stage.data)  # SwS: + the new problems
     check_samples(ctx.config.rewards, samples, stage.data.source)  # e.g. a row without a gold answer, before any step

@@ -13,6 +13,7 @@ from rlkit.errors import DataError
 from rlkit.learner.base import TokenBatch, pad_sequences
 from rlkit.models import encode_prompt
 from rlkit.stages.context import StageContext, run_steps
+from rlkit.stages.registry import STAGES
 
 # `completion` before `solution`: an `rlkit generate` row keeps its problem's reference `solution` beside the
 # sampled `completion`, and SFT on such rows (rejection-sampled distillation) must learn the sample
@@ -80,6 +81,7 @@ def sft_loss(num_tokens: float):  # noqa: ANN201
     return loss_fn
 
 
+@STAGES.register("sft")
 def run_sft(ctx: StageContext, stage: SFTStage) -> None:
     samples = load_samples(stage.data)
     response_text(samples[0])  # fail before training when the data has no responses

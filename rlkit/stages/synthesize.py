@@ -23,6 +23,7 @@ from rlkit.generation import build_generator
 from rlkit.generation.local import LocalEngineGenerator
 from rlkit.ledger import accuracy_history
 from rlkit.stages.context import StageContext
+from rlkit.stages.registry import STAGES
 from rlkit.synth.pipeline import Backends, Result, run_pipeline
 from rlkit.synth.report import StepBars, print_report
 from rlkit.templates import render_prompt, resolve_template
@@ -89,6 +90,7 @@ def synthesize(
     return result
 
 
+@STAGES.register("synthesize")
 def run_synthesize(ctx: StageContext, stage: SynthesizeStage) -> None:
     source = ctx.config.stage(str(stage.source))
     policy = LocalEngineGenerator(ctx.engine, ctx.tokenizer)
