@@ -20,6 +20,8 @@ import argparse
 import json
 import math
 import shutil
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -32,26 +34,58 @@ from rlkit.synth.weaknesses import find_weaknesses
 from rlkit.world.categories import parse_problem
 
 
-def twin(run_dir: Path, suffix: str, overrides: list[str]) -> Path:
-    """Run (or reuse) `<run>_<suffix>`: the run without its last stage, resumed with `overrides`."""
+def _finished(run_dir: Path, stage: str) -> bool:
+    summary = run_dir / "summary.json"
+    return summary.exists() and stage in json.loads(summary.read_text())["stages"]
+
+
+def prepare_twin(run_dir: Path, suffix: str, overrides: list[str]) -> tuple[Path, bool]:
+    """`<run>_<suffix>`: a copy of the run without its last stage, its config changed by `overrides`, ready to
+    resume. Returns (the copy, whether its last stage is already done from an earlier call)."""
     config = load_config(run_dir / "config.yaml")
     last = str(config.stages[-1].name)
     copy = run_dir.parent / f"{run_dir.name}_{suffix}"
-    done = (copy / "summary.json").exists() and last in json.loads((copy / "summary.json").read_text())["stages"]
+    if _finished(copy, last):
+        return copy, True
+    shutil.rmtree(copy, ignore_errors=True)
+    shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns(last, "final"))
+    summary = json.loads((copy / "summary.json").read_text())
+    summary["stages"].pop(last, None)
+    summary.pop("final_eval", None)
+    (copy / "summary.json").write_text(json.dumps(summary, indent=1))
+    for log in ("metrics.jsonl", "ledger.jsonl"):  # the copy's own last stage writes these rows anew
+        lines = (copy / log).read_text().splitlines(keepends=True)
+        (copy / log).write_text("".join(line for line in lines if json.loads(line)["stage"] != last))
+    (copy / "config.yaml").write_text(dump_config(load_config(run_dir / "config.yaml", overrides)))
+    return copy, False
+
+
+def twin(run_dir: Path, suffix: str, overrides: list[str]) -> Path:
+    """Run (or reuse) `<run>_<suffix>`: the run without its last stage, resumed with `overrides`."""
+    copy, done = prepare_twin(run_dir, suffix, overrides)
     if not done:
-        shutil.rmtree(copy, ignore_errors=True)
-        shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns(last, "final"))
-        summary = json.loads((copy / "summary.json").read_text())
-        summary["stages"].pop(last, None)
-        summary.pop("final_eval", None)
-        (copy / "summary.json").write_text(json.dumps(summary, indent=1))
-        for log in ("metrics.jsonl", "ledger.jsonl"):  # the copy's own last stage writes these rows anew
-            lines = (copy / log).read_text().splitlines(keepends=True)
-            (copy / log).write_text("".join(line for line in lines if json.loads(line)["stage"] != last))
-        changed = load_config(run_dir / "config.yaml", overrides)
-        (copy / "config.yaml").write_text(dump_config(changed))
-        run_recipe(changed, copy, resume=True)
+        run_recipe(load_config(copy / "config.yaml"), copy, resume=True)
     return copy
+
+
+def run_both_arms(recipe: Path, run_dir: Path, overrides: list[str] = ()) -> Path:
+    """A SwS run and its BaseRL twin, the shared stages once and the two last stages at the same time (one process
+    each: the tiny runs use one thread, so two cores run both arms in the time of one). Returns the twin's folder;
+    `compare(run_dir, ...)` then finds both arms done."""
+    full = load_config(recipe, list(overrides))
+    last = str(full.stages[-1].name)
+    if not _finished(run_dir, last):
+        if not _finished(run_dir, str(full.stages[-2].name)):
+            run_recipe(full.model_copy(update={"stages": full.stages[:-1]}), run_dir, resume=(run_dir / "config.yaml").exists())
+        (run_dir / "config.yaml").write_text(dump_config(full))
+    base, base_done = prepare_twin(run_dir, "baserl", [f"{last}.data.synthetic_from=null"])
+    arms = [d for d, done in ((run_dir, _finished(run_dir, last)), (base, base_done)) if not done]
+    cli = "import sys; from rlkit.cli import main; sys.exit(main())"
+    procs = [subprocess.Popen([sys.executable, "-c", cli, "run", str(d / "config.yaml"), "-o", str(d), "--resume"]) for d in arms]
+    failed = [str(d) for d, proc in zip(arms, procs, strict=True) if proc.wait() != 0]
+    if failed:
+        raise RuntimeError(f"the last stage failed in {failed}; its log is above")
+    return base
 
 
 def baserl_twin(run_dir: Path, seed: int | None = None) -> Path:
