@@ -5,10 +5,10 @@ policy is weak on it. The claim checked is the paper's, qualitatively: the ledge
 the weak category (its failure rate is the highest, so it gets most of the synthesis budget), held-out
 accuracy on it rises more with SwS than with BaseRL by more than two standard errors, and overall held-out
 accuracy does not fall. Measured on this project's 2-core machine (2026-12-02, README section "SwS in the tiny
-world", design 3): the accuracy claim held in every pipeline run (seeds 0, 1, 4, 5, 6, 7); seed 0, the one run
+world", design 3): the accuracy claim held in every pipeline run (seeds 0-7); seed 0, the one run
 here: subtraction +10.1 points over BaseRL (SE 3.0), overall +3.2; its weaknesses are 4 subtraction of 20
 problems and 5 addition of 140 (failure rates 0.200 and 0.036: 44% of the weaknesses by count, the reason the
-assertion is on the rates). About 13 min on two idle cores (both arms' last stages run at once).
+assertion is on the rates). 1,173 s with three other runs sharing the 2 cores (both arms' last stages run at once).
 """
 
 from __future__ import annotations
