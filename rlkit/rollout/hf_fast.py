@@ -514,7 +514,7 @@ class FastHFEngine(InProcessEngine):
         self.model.eval()
         if sampling.seed is not None:
             torch.manual_seed(sampling.seed)
-        if state.seed is not None:  # the fused sampling kernel's key, from torch's (seeded) generator
+        if self._fused_sampling(state, sampling):  # the kernel's key, from torch's (seeded) CPU generator
             state.seed.fill_(int(torch.randint(0, 2**62, (1,))))
         self.refresh_fused_weights()
         try:
