@@ -12,6 +12,7 @@
 #     antlr4-python3-runtime==4.13.2    (rlkit's rewards import math-verify; the image lacks it)
 # The decode step alone, per lever, with a kernel profile: python3 scripts/decode_bench.py --profile triton
 # (PYTHONPATH=/tmp/site:$PWD after the wheels are installed; --liger times our LM head against liger-kernel's).
+# The train phase alone, per lever, with a kernel profile: python3 scripts/train_bench.py --variants base,mb128 --profile base
 # Usage: [PRESET=reference|ragged|long] [BENCH_ARGS="--completion-tokens 8192"] [CHECKS=0] \
 #        scripts/bench_gpu.sh [FRAMEWORKS] [STEPS]   (default: reference; rlkit,trl,rlkit-hf,rlkit-eager,rlkit-plain 3)
 # CHECKS=0 skips the correctness checks (scripts/gpu_checks.py), e.g. for a second preset in the same call.

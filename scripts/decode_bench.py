@@ -3,7 +3,9 @@ fast engine on a bench preset's shape, one line per setting of its levers, then 
 the steady decode loop and the learner's LM head, ours against Liger's fused linear cross-entropy.
 
 Variants: `plain` is the batched-matmul attention over the whole cache every step; `triton` the Triton
-decode-attention kernels over the filled part (rlkit/rollout/decode_attention.py). (Two levers measured with
+decode-attention kernels over the filled part (rlkit/rollout/decode_attention.py); `+torchsample` samples with the
+compiled torch ops (noise drawn by `exponential_`) instead of the one-pass kernel (rlkit/rollout/decode_sampling.py);
+`+autotune` compiles the step with mode max-autotune-no-cudagraphs. (Two levers measured with
 this script and then removed, docs/BENCHMARKS.md: graphs per 64/128-slot cache-length bucket with the plain
 attention, and drawing the sampling noise inside the compiled step.) Each variant gets a fresh engine (its own compile and
 graphs), one untimed generate, then `--repeats` timed ones with the same seed; the tokens of every variant are
@@ -42,10 +44,17 @@ def timed(fn, device: torch.device, *args) -> float:  # noqa: ANN001, ANN002
 
 
 def engine_for(model, tokenizer, variant: str, stops: bool) -> FastHFEngine:  # noqa: ANN001
+    """`attention[+torchsample][+autotune]`: the attention path; sampling by the compiled torch ops instead of the
+    one-pass Triton kernel; the decode step compiled with mode max-autotune-no-cudagraphs (GEMMs autotuned)."""
+    attention, *flags = variant.split("+")
     engine = FastHFEngine(model, tokenizer)
     if not stops:
         engine.stop_ids = set()
-    engine.attention = variant
+    engine.attention = attention
+    if "torchsample" in flags:
+        engine.sampling = "torch"
+    if "autotune" in flags:
+        engine.compile_mode = "max-autotune-no-cudagraphs"
     return engine
 
 
@@ -71,10 +80,13 @@ def decode_variants(args: argparse.Namespace, device: torch.device) -> None:
         same = sum(a.response_ids == b.response_ids for a, b in zip(out, first))
         steps = max(len(c.response_ids) for c in out)
         median = statistics.median(times)
-        print(f"[decode] {args.preset} {variant}: generate {median:.3f} s (runs {', '.join(f'{t:.3f}' for t in times)}), "
-              f"{1e3 * median / steps:.3f} ms per step over {steps} steps; warm-up {warm:.1f} s; graphs captured "
-              f"{graphs} in it; rows equal to {args.variants.split(',')[0]}: "
-              f"{same}/{len(out)}; compile_failed={engine.compile_failed}", flush=True)
+        print(
+            f"[decode] {args.preset} {variant}: generate {median:.3f} s (runs {', '.join(f'{t:.3f}' for t in times)}), "
+            f"{1e3 * median / steps:.3f} ms per step over {steps} steps; warm-up {warm:.1f} s; graphs captured "
+            f"{graphs} in it; rows equal to {args.variants.split(',')[0]}: "
+            f"{same}/{len(out)}; compile_failed={engine.compile_failed}",
+            flush=True,
+        )
         if variant == args.profile:
             profile(engine, prompts, sampling)
         engine = None
@@ -93,8 +105,10 @@ def profile(engine: FastHFEngine, prompts: list[list[int]], sampling: SamplingPa
     total = sum(e.self_device_time_total for e in events)
     print(f"[profile] one generate, {total / 1e3:.1f} ms of kernel time; top kernels by self time:")
     for e in sorted(events, key=lambda e: -e.self_device_time_total)[:30]:
-        print(f"[profile] {e.self_device_time_total / 1e3:9.2f} ms {e.count:7d} calls "
-              f"{e.self_device_time_total / max(e.count, 1):8.2f} us/call  {e.key[:110]}")
+        print(
+            f"[profile] {e.self_device_time_total / 1e3:9.2f} ms {e.count:7d} calls "
+            f"{e.self_device_time_total / max(e.count, 1):8.2f} us/call  {e.key[:110]}"
+        )
 
 
 def lm_head(device: torch.device) -> None:
@@ -144,18 +158,25 @@ def lm_head(device: torch.device) -> None:
             ref = (float(-lp.sum()), hidden.grad.float(), weight.grad.float())
             for name in runs:
                 loss, (gh, gw), _ = results[(rows, name)]
-                print(f"[head] {rows} rows {name}: loss rel err {abs(loss - ref[0]) / abs(ref[0]):.1e}, grad hidden rel err "
-                      f"{float((gh - ref[1]).norm() / ref[1].norm()):.1e}, grad weight rel err "
-                      f"{float((gw - ref[2]).norm() / ref[2].norm()):.1e} (vs plain bf16 autograd)")
+                print(
+                    f"[head] {rows} rows {name}: loss rel err {abs(loss - ref[0]) / abs(ref[0]):.1e}, grad hidden rel err "
+                    f"{float((gh - ref[1]).norm() / ref[1].norm()):.1e}, grad weight rel err "
+                    f"{float((gw - ref[2]).norm() / ref[2].norm()):.1e} (vs plain bf16 autograd)"
+                )
         for name in runs:
-            print(f"[head] {rows} rows x vocab {w.vocab}, hidden {w.hidden}: {name}: forward+backward "
-                  f"{1e3 * results[(rows, name)][2]:.2f} ms (median of 5)", flush=True)
+            print(
+                f"[head] {rows} rows x vocab {w.vocab}, hidden {w.hidden}: {name}: forward+backward "
+                f"{1e3 * results[(rows, name)][2]:.2f} ms (median of 5)",
+                flush=True,
+            )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--preset", default="reference", help="bench preset whose shape is decoded")
-    parser.add_argument("--variants", default="plain,triton", help="comma-separated: plain, triton")
+    parser.add_argument(
+        "--variants", default="triton+torchsample,triton", help="comma-separated: plain, triton, +flags"
+    )
     parser.add_argument("--repeats", type=int, default=3, help="timed generate calls per variant")
     parser.add_argument("--profile", default="", help="variant whose steady generate is profiled (kernels)")
     parser.add_argument("--liger", action="store_true", help="also time the LM head: ours vs Liger's")

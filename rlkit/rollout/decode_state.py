@@ -25,6 +25,7 @@ class DecodeState:
     out_logprobs: torch.Tensor  # [B, T] float
     noise: torch.Tensor | None  # [B, V] float, refilled with Exp(1) draws every step
     graph: torch.cuda.CUDAGraph | None = None
+    seed: torch.Tensor | None = None  # [1] long: the key of the fused sampling kernel's noise (with `step`)
     halves: dict[int, DecodeState] = field(default_factory=dict)  # compacted batches: views of the first rows
 
     def rows(self, size: int) -> DecodeState:
@@ -34,22 +35,42 @@ class DecodeState:
         if size not in self.halves:
             first = slice(0, size)
             self.halves[size] = DecodeState(
-                [k[first] for k in self.keys], [v[first] for v in self.values], self.valid[first], self.token[first],
-                self.position[first], self.slot, self.step, self.done[first], self.out_tokens[first],
-                self.out_logprobs[first], None if self.noise is None else self.noise[first],
+                [k[first] for k in self.keys],
+                [v[first] for v in self.values],
+                self.valid[first],
+                self.token[first],
+                self.position[first],
+                self.slot,
+                self.step,
+                self.done[first],
+                self.out_tokens[first],
+                self.out_logprobs[first],
+                None if self.noise is None else self.noise[first],
+                seed=self.seed,
             )
         return self.halves[size]
 
     def keep(self, live: torch.Tensor, size: int) -> DecodeState:
         """Move rows `live` to the front of every per-row buffer and go on with the first `size` rows (the rows
         past the live ones only fill the batch and count as stopped)."""
-        for buffer in (*self.keys, *self.values, self.valid, self.token, self.position, self.done, self.out_tokens, self.out_logprobs):
+        for buffer in (
+            *self.keys,
+            *self.values,
+            self.valid,
+            self.token,
+            self.position,
+            self.done,
+            self.out_tokens,
+            self.out_logprobs,
+        ):
             buffer[: len(live)] = buffer[live]  # index_select copies first, so overlapping rows are safe
         self.done[len(live) : size] = True
         return self.rows(size)
 
     @classmethod
-    def allocate(cls, model: torch.nn.Module, batch: int, length: int, sampling: SamplingParams, device: torch.device) -> DecodeState:
+    def allocate(
+        cls, model: torch.nn.Module, batch: int, length: int, sampling: SamplingParams, device: torch.device
+    ) -> DecodeState:
         """Zeroed buffers for `batch` rows of a cache `length` tokens long (prompt width + max_new_tokens)."""
         config = model.config
         dtype = next(model.parameters()).dtype
@@ -66,5 +87,8 @@ class DecodeState:
             done=torch.zeros(batch, dtype=torch.bool, device=device),
             out_tokens=torch.zeros((batch, sampling.max_new_tokens), **long),
             out_logprobs=torch.zeros((batch, sampling.max_new_tokens), dtype=torch.float, device=device),
-            noise=None if sampling.greedy else torch.empty((batch, config.vocab_size), dtype=torch.float, device=device),
+            noise=None
+            if sampling.greedy
+            else torch.empty((batch, config.vocab_size), dtype=torch.float, device=device),
+            seed=torch.zeros(1, **long),
         )

@@ -14,6 +14,8 @@ modules, so weights are shared with the learner and a weight sync costs nothing)
 - sampling by the exponential-race (Gumbel-max) trick: argmax(log p - log E), E ~ Exp(1),
   which draws exactly from softmax(logits / T) without a cumulative sum or a multinomial;
 - the sampled token's log-probability under the warped distribution, as the HF engine records;
+- temperature sampling (top_p = 1) in one pass over the logits, the noise drawn in registers and the logsumexp
+  fused (`rlkit/rollout/decode_sampling.py`; `sampling = "triton"`, the default where available);
 - the decode step's attention in Triton kernels that read only the filled part of the cache, its length
   taken from the device so one captured graph serves every step (`rlkit/rollout/decode_attention.py`;
   `attention = "triton"`, the default where Triton is available), else batched matmuls over the whole cache;
@@ -38,6 +40,8 @@ from rlkit.errors import ConfigError
 from rlkit.rollout.base import Completion, SamplingParams
 from rlkit.rollout.decode_attention import available as decode_attention_available
 from rlkit.rollout.decode_attention import decode_attention
+from rlkit.rollout.decode_sampling import available as decode_sampling_available
+from rlkit.rollout.decode_sampling import gumbel_sample
 from rlkit.rollout.decode_state import DecodeState
 from rlkit.rollout.hf import InProcessEngine
 
@@ -113,6 +117,10 @@ class FastHFEngine(InProcessEngine):
         self.cuda_graph, self.compile = cuda_graph, compile
         self.compact = True
         self.attention = "triton"  # the decode step's attention: "triton" (where available) or "plain"
+        self.compile_mode: str | None = None  # torch.compile mode of the decode step (None: the default mode)
+        self.sampling = (
+            "triton"  # temperature sampling in decode steps: "triton" (one pass, where available) or "torch"
+        )
         self.stats: dict[str, float] = {}  # token counts since the caller last cleared it (rlkit bench reads them)
         self._states: dict[tuple, DecodeState] = {}
         self._fused: dict[int, _FusedLayer] = {}
@@ -125,9 +133,18 @@ class FastHFEngine(InProcessEngine):
     def _device(self) -> torch.device:
         return next(self.model.parameters()).device
 
-    def _attend(self, layer: torch.nn.Module, hidden: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
-                keys: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, write: Callable,
-                kernel: tuple | None = None) -> torch.Tensor:
+    def _attend(
+        self,
+        layer: torch.nn.Module,
+        hidden: torch.Tensor,
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+        keys: torch.Tensor,
+        values: torch.Tensor,
+        mask: torch.Tensor,
+        write: Callable,
+        kernel: tuple | None = None,
+    ) -> torch.Tensor:
         """Self-attention of `hidden` [B, T, E] against the cache after writing its own K/V there; with
         `kernel` = (valid [B, Lmax], slot [1]), one token a row through the Triton decode kernels."""
         attn = layer.self_attn
@@ -190,53 +207,100 @@ class FastHFEngine(InProcessEngine):
                 else:
                     torch.cat(tensors, out=target)
 
-    def _forward(self, tokens: torch.Tensor, positions: torch.Tensor, keys: list[torch.Tensor],
-                 values: list[torch.Tensor], mask: torch.Tensor, write: Callable,
-                 kernel: tuple | None = None) -> torch.Tensor:
+    def _forward(
+        self,
+        tokens: torch.Tensor,
+        positions: torch.Tensor,
+        keys: list[torch.Tensor],
+        values: list[torch.Tensor],
+        mask: torch.Tensor,
+        write: Callable,
+        kernel: tuple | None = None,
+    ) -> torch.Tensor:
         """Logits [B, V] of the last position. tokens/positions [B, T]; mask [B, T, Lmax] bool."""
         body = self.model.model
         hidden = body.embed_tokens(tokens)
         cos, sin = body.rotary_emb(hidden, positions)
         for layer, layer_keys, layer_values in zip(body.layers, keys, values):
-            hidden = hidden + self._attend(layer, layer.input_layernorm(hidden), cos, sin, layer_keys, layer_values, mask, write,
-                                         kernel)
+            hidden = hidden + self._attend(
+                layer, layer.input_layernorm(hidden), cos, sin, layer_keys, layer_values, mask, write, kernel
+            )
             hidden = hidden + self._mlp(layer, layer.post_attention_layernorm(hidden))
         return self.model.lm_head(body.norm(hidden[:, -1]))
 
-    def _decode_and_sample(self, token: torch.Tensor, position: torch.Tensor, slot: torch.Tensor, valid: torch.Tensor,
-                           keys: list[torch.Tensor], values: list[torch.Tensor], noise: torch.Tensor | None,
-                           temperature: float, top_p: float) -> tuple[torch.Tensor, torch.Tensor]:
+    def _decode_and_sample(
+        self,
+        token: torch.Tensor,
+        position: torch.Tensor,
+        slot: torch.Tensor,
+        valid: torch.Tensor,
+        keys: list[torch.Tensor],
+        values: list[torch.Tensor],
+        noise: torch.Tensor | None,
+        temperature: float,
+        top_p: float,
+        seed: torch.Tensor | None = None,
+        step: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """One token per row at cache slot `slot`, then the next token and its logprob. Plain tensors in and
-        out and no random draws inside (the noise comes in), so torch.compile fuses it into one graph."""
+        out and no random draws inside (the noise comes in, or with `seed` and `step` the fused sampling kernel
+        draws it from Philox keyed by their device values), so torch.compile fuses it into one graph."""
 
         def write(cache: torch.Tensor, new: torch.Tensor) -> None:
             cache.index_copy_(2, slot, new)
 
         kernel = (valid, slot) if self._use_kernel(keys[0]) else None
         logits = self._forward(token[:, None], position[:, None], keys, values, valid[:, None], write, kernel)
+        if seed is not None:  # one pass over the logits (rlkit/rollout/decode_sampling.py)
+            return gumbel_sample(logits, seed, step, temperature)
         return sample_tokens(logits, noise, temperature, top_p)
+
+    def _fused_sampling(self, state: DecodeState, sampling: SamplingParams) -> bool:
+        """Whether decode steps sample with the one-pass Triton kernel: asked for, temperature sampling without
+        top-p, CUDA with Triton."""
+        return (
+            self.sampling == "triton"
+            and state.noise is not None
+            and state.seed is not None
+            and sampling.top_p >= 1.0
+            and decode_sampling_available(state.token.device)
+        )
 
     # ------------------------------------------------------------------ one decode step (captured on GPU)
     def _decode_step(self, state: DecodeState, sampling: SamplingParams, stop: torch.Tensor | None, pad: int) -> None:
         state.valid.index_fill_(1, state.slot, True)
         forward = self._compiled or self._decode_and_sample
-        if state.noise is not None:
+        fused = self._fused_sampling(state, sampling)
+        if state.noise is not None and not fused:
             state.noise.exponential_()
-        sampled = forward(state.token, state.position, state.slot, state.valid, state.keys, state.values,
-                          state.noise, sampling.temperature, sampling.top_p)
+        sampled = forward(
+            state.token,
+            state.position,
+            state.slot,
+            state.valid,
+            state.keys,
+            state.values,
+            None if fused else state.noise,
+            sampling.temperature,
+            sampling.top_p,
+            *((state.seed, state.step) if fused else (None, None)),
+        )
         self._record(state, *sampled, stop, pad)
         state.slot += 1
         state.position += 1
 
-    def _emit(self, state: DecodeState, logits: torch.Tensor, sampling: SamplingParams,
-              stop: torch.Tensor | None, pad: int) -> None:
+    def _emit(
+        self, state: DecodeState, logits: torch.Tensor, sampling: SamplingParams, stop: torch.Tensor | None, pad: int
+    ) -> None:
         """Sample from `logits`, record token and log-probability in column `step`, update `done`."""
         if state.noise is not None:
             state.noise.exponential_()
         token, logprob = sample_tokens(logits, state.noise, sampling.temperature, sampling.top_p)
         self._record(state, token, logprob, stop, pad)
 
-    def _record(self, state: DecodeState, token: torch.Tensor, logprob: torch.Tensor, stop: torch.Tensor | None, pad: int) -> None:
+    def _record(
+        self, state: DecodeState, token: torch.Tensor, logprob: torch.Tensor, stop: torch.Tensor | None, pad: int
+    ) -> None:
         token = torch.where(state.done, torch.full_like(token, pad), token)
         logprob = torch.where(state.done, torch.zeros_like(logprob), logprob)
         state.out_tokens.index_copy_(1, state.step, token[:, None])
@@ -247,8 +311,15 @@ class FastHFEngine(InProcessEngine):
         state.step += 1
 
     # ------------------------------------------------------------------ generate (batched by InProcessEngine)
-    def _prefill(self, state: DecodeState, input_ids: torch.Tensor, attention: torch.Tensor,
-                 sampling: SamplingParams, stop: torch.Tensor | None, pad: int) -> None:
+    def _prefill(
+        self,
+        state: DecodeState,
+        input_ids: torch.Tensor,
+        attention: torch.Tensor,
+        sampling: SamplingParams,
+        stop: torch.Tensor | None,
+        pad: int,
+    ) -> None:
         """Run the (left-padded) prompts, fill the cache, sample the first token."""
         batch, width = input_ids.shape
         state.valid.zero_()
@@ -259,7 +330,9 @@ class FastHFEngine(InProcessEngine):
         causal = torch.ones((width, width), dtype=torch.bool, device=input_ids.device).tril()
         mask = torch.zeros((batch, width, state.valid.shape[1]), dtype=torch.bool, device=input_ids.device)
         # causal over valid keys; a padding query sees itself so that no row of the softmax is empty
-        mask[:, :, :width] = (causal[None] & attention.bool()[:, None, :]) | torch.eye(width, dtype=torch.bool, device=input_ids.device)
+        mask[:, :, :width] = (causal[None] & attention.bool()[:, None, :]) | torch.eye(
+            width, dtype=torch.bool, device=input_ids.device
+        )
 
         def write(cache: torch.Tensor, new: torch.Tensor) -> None:
             cache[:, :, :width] = new
@@ -277,10 +350,13 @@ class FastHFEngine(InProcessEngine):
         if wanted and self._compiled is None and not self.compile_failed:
             # static shapes for the first batch; a second batch size (a compacted half) recompiles once with a
             # dynamic batch dimension that serves every later size, instead of one compile per size
-            self._compiled = torch.compile(self._decode_and_sample, dynamic=None, fullgraph=False)
+            self._compiled = torch.compile(
+                self._decode_and_sample, dynamic=None, fullgraph=False, mode=self.compile_mode
+            )
 
-    def _run_decode(self, state: DecodeState, sampling: SamplingParams, stop: torch.Tensor | None, pad: int,
-                    steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def _run_decode(
+        self, state: DecodeState, sampling: SamplingParams, stop: torch.Tensor | None, pad: int, steps: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Decode up to `steps` more tokens; returns every row's (tokens, logprobs) [B, max_new_tokens]."""
         device = state.token.device
         self._maybe_compile(device)
@@ -324,8 +400,9 @@ class FastHFEngine(InProcessEngine):
             return decode_attention_available(cache_or_head_dim, self._device)
         return decode_attention_available(cache_or_head_dim.shape[-1], cache_or_head_dim.device)
 
-    def _decode_steps(self, state: DecodeState, sampling: SamplingParams, stop: torch.Tensor | None, pad: int,
-                      steps: int) -> tuple[DecodeState, int]:
+    def _decode_steps(
+        self, state: DecodeState, sampling: SamplingParams, stop: torch.Tensor | None, pad: int, steps: int
+    ) -> tuple[DecodeState, int]:
         """Up to `steps` decode steps of `state` (its captured graph on GPU); returns the state and the steps run."""
         device = state.token.device
 
@@ -338,7 +415,11 @@ class FastHFEngine(InProcessEngine):
                 self._capture(state, step, device)  # ends by replaying the captured graph as the first step
                 ran = 1
             except Exception as err:  # noqa: BLE001 - capture is an optimization; eager steps give the same samples
-                log.warning("CUDA graph capture of the decode step failed (%s: %s); decoding without graphs", type(err).__name__, err)
+                log.warning(
+                    "CUDA graph capture of the decode step failed (%s: %s); decoding without graphs",
+                    type(err).__name__,
+                    err,
+                )
                 self.cuda_graph, state.graph = False, None
                 torch.cuda.synchronize(device)
         for _ in range(ran, steps):
@@ -352,7 +433,16 @@ class FastHFEngine(InProcessEngine):
     def _capture(self, state: DecodeState, step: Callable[[], None], device: torch.device) -> None:
         """Warm up (compiling if asked) and capture one decode step; the warm-up consumes no step (the buffers
         are rewound), the captured graph's first replay is the real step."""
-        buffers = (state.valid, state.token, state.position, state.slot, state.step, state.done, state.out_tokens, state.out_logprobs)
+        buffers = (
+            state.valid,
+            state.token,
+            state.position,
+            state.slot,
+            state.step,
+            state.done,
+            state.out_tokens,
+            state.out_logprobs,
+        )
         snapshot = [t.clone() for t in buffers]
 
         def rewind() -> None:
@@ -367,7 +457,9 @@ class FastHFEngine(InProcessEngine):
             except Exception as err:  # a compiler failure must not stop the rollout
                 if self._compiled is None:
                     raise
-                log.warning("torch.compile of the decode step failed (%s: %s); using eager kernels", type(err).__name__, err)
+                log.warning(
+                    "torch.compile of the decode step failed (%s: %s); using eager kernels", type(err).__name__, err
+                )
                 self._compiled, self.compile_failed = None, True
                 rewind()
                 step()
@@ -383,7 +475,9 @@ class FastHFEngine(InProcessEngine):
         state.graph = graph
         self.stats["graphs_captured"] = self.stats.get("graphs_captured", 0) + 1
 
-    def _generate_batch(self, prompts: list[list[int]], sampling: SamplingParams, index_offset: int) -> list[Completion]:
+    def _generate_batch(
+        self, prompts: list[list[int]], sampling: SamplingParams, index_offset: int
+    ) -> list[Completion]:
         device = self._device
         pad = self.tokenizer.pad_token_id
         width = max(len(p) for p in prompts)
@@ -398,8 +492,16 @@ class FastHFEngine(InProcessEngine):
             attention[row, width - len(ids) :] = 1
         input_ids, attention = input_ids.to(device), attention.to(device)
 
-        key = (rows, width, sampling.max_new_tokens, sampling.greedy, sampling.temperature, sampling.top_p,
-               tuple(sorted(self.stop_ids)), device)
+        key = (
+            rows,
+            width,
+            sampling.max_new_tokens,
+            sampling.greedy,
+            sampling.temperature,
+            sampling.top_p,
+            tuple(sorted(self.stop_ids)),
+            device,
+        )
         state = self._states.pop(key, None)
         if state is None:
             while len(self._states) >= MAX_CACHED_STATES:  # drop the least recently used cache and graph
@@ -412,6 +514,8 @@ class FastHFEngine(InProcessEngine):
         self.model.eval()
         if sampling.seed is not None:
             torch.manual_seed(sampling.seed)
+        if self._fused_sampling(state, sampling):  # the kernel's key, from torch's (seeded) CPU generator
+            state.seed.fill_(int(torch.randint(0, 2**62, (1,))))
         self.refresh_fused_weights()
         try:
             self._prefill(state, input_ids, attention, sampling, stop, pad)
@@ -419,7 +523,9 @@ class FastHFEngine(InProcessEngine):
         finally:
             self.model.train(was_training)
         produced = int(state.step)
-        completions = self._completions(prompts, tokens[:, :produced].cpu(), logprobs[:, :produced].cpu(), sampling.n, index_offset)
+        completions = self._completions(
+            prompts, tokens[:, :produced].cpu(), logprobs[:, :produced].cpu(), sampling.n, index_offset
+        )
         self.stats["decode_computed"] = self.stats.get("decode_computed", 0) + rows  # the first token, from the prefill
         self.stats["decode_useful"] = self.stats.get("decode_useful", 0) + sum(len(c.response_ids) for c in completions)
         self.stats["prefill_computed"] = self.stats.get("prefill_computed", 0) + rows * width

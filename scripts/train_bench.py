@@ -1,0 +1,183 @@
+"""The learner's train phase on its own (issue 18), on a GPU: seconds per `train_step` of the torch learner on a bench
+preset's shape (random tokens, every sequence prompt + completion long, GRPO's loss with beta 0, on-policy), one line
+per setting of its levers, then (optionally) a kernel profile of one steady step by kind of kernel.
+
+Variants are `-`-joined settings: `mbN` rows per padded micro-batch (learner.micro_batch_size), `tN` a packed token
+budget (learner.micro_batch_tokens), `cN` the fused LM head's chunk (learner.logprob_chunk_size), `nolc` the
+learner not compiled. The preset's own settings fill the rest. Each new body shape compiles afresh
+(torch._dynamo.reset()), then `--warmup` untimed steps and `--repeats` timed ones.
+
+Usage (on the GPU machine): python scripts/train_bench.py [--preset reference] [--variants base,mb64,mb128]
+    [--repeats 3] [--profile mb32] [--output train.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from collections import defaultdict
+from dataclasses import replace
+
+import torch
+
+from rlkit.algos.rl_objective import make_policy_loss
+from rlkit.bench.rlkit_step import bench_config
+from rlkit.bench.workload import PRESETS, build_policy
+from rlkit.learner.base import TokenBatch
+from rlkit.learner.torch_learner import TorchLearner
+
+KINDS = (  # kernel name fragments, first match wins
+    ("gemm", ("gemm", "nvjet", "cutlass", "xmma", "cublas", "splitkreduce")),
+    ("attention", ("flash", "fmha", "attention", "mem_eff")),
+    ("optimizer", ("adam", "multi_tensor", "foreach")),
+    ("compiled elementwise (triton)", ("triton_",)),
+    ("copies / casts / fills", ("copy", "memcpy", "memset", "fill", "cat", "elementwise", "vectorized")),
+)
+
+
+def kind_of(name: str) -> str:
+    lower = name.lower()
+    return next((kind for kind, parts in KINDS if any(p in lower for p in parts)), "other")
+
+
+def random_batch(w, generator: torch.Generator) -> TokenBatch:  # noqa: ANN001
+    rows, prompt, length = w.sequences, w.prompt_tokens, w.prompt_tokens + w.completion_tokens
+    ids = torch.randint(0, w.vocab - 1, (rows, length), generator=generator)
+    loss_mask = torch.zeros((rows, length))
+    loss_mask[:, prompt:] = 1.0
+    batch = TokenBatch(input_ids=ids, attention_mask=torch.ones((rows, length), dtype=torch.long), loss_mask=loss_mask)
+    batch.advantages = torch.randn((rows, 1), generator=generator) * loss_mask
+    return batch
+
+
+def settings(w, variant: str) -> tuple:  # noqa: ANN001
+    mb, tokens, chunk, compiled = w.micro_batch_size, w.micro_batch_tokens, 4096, True
+    for part in variant.split("-"):
+        if part.startswith("mb"):
+            mb, tokens = int(part[2:]), 0
+        elif part.startswith("t") and part[1:].isdigit():
+            tokens = int(part[1:])
+        elif part.startswith("c") and part[1:].isdigit():
+            chunk = int(part[1:])
+        elif part == "nolc":
+            compiled = False
+        elif part not in ("base", ""):
+            raise SystemExit(f"unknown variant part {part!r}")
+    return mb, tokens, chunk, compiled
+
+
+def profile(learner: TorchLearner, batch: TokenBatch, loss_fn, device: torch.device, label: str) -> dict:  # noqa: ANN001
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    torch.cuda.synchronize(device)
+    with torch_profile(activities=[ProfilerActivity.CUDA, ProfilerActivity.CPU]) as prof:
+        start = time.perf_counter()
+        learner.train_step(batch, loss_fn)
+        torch.cuda.synchronize(device)
+        wall = time.perf_counter() - start
+    kernels: dict[str, list[float]] = defaultdict(lambda: [0.0, 0])
+    for event in prof.events():
+        if event.device_type == torch.autograd.DeviceType.CUDA:
+            entry = kernels[event.name]
+            entry[0] += (
+                event.device_time_total / 1e3 if hasattr(event, "device_time_total") else event.cuda_time_total / 1e3
+            )
+            entry[1] += 1
+    by_kind: dict[str, float] = defaultdict(float)
+    for name, (ms, _) in kernels.items():
+        by_kind[kind_of(name)] += ms
+    total = sum(by_kind.values())
+    print(f"[profile] {label}: wall {wall * 1e3:.1f} ms (profiled), kernels {total:.1f} ms", flush=True)
+    for kind, ms in sorted(by_kind.items(), key=lambda kv: -kv[1]):
+        print(f"[profile] {label}:   {kind:32s} {ms:8.1f} ms", flush=True)
+    top = sorted(kernels.items(), key=lambda kv: -kv[1][0])[:25]
+    for name, (ms, count) in top:
+        print(f"[profile] {label}:   {ms:8.2f} ms x{count:4d}  [{kind_of(name)}] {name[:110]}", flush=True)
+    return {
+        "wall_ms": wall * 1e3,
+        "kernels_ms": total,
+        "by_kind_ms": dict(by_kind),
+        "top": [(name[:200], ms, count) for name, (ms, count) in top],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--preset", default="reference")
+    parser.add_argument("--variants", default="base,mb64,mb128")
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--profile", default="")
+    parser.add_argument("--output", default="")
+    parser.add_argument("--device", default="cuda", help="cuda; cpu only to try the script on the tiny preset")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    if device.type == "cpu":  # a dry run of the script's plumbing: no timings worth reading, no profile
+        torch.cuda.synchronize = lambda *a: None
+        torch.cuda.reset_peak_memory_stats = lambda *a: None
+        torch.cuda.max_memory_allocated = lambda *a: 0
+    w = PRESETS[args.preset]
+    model = build_policy(w, device)
+    batch = random_batch(w, torch.Generator().manual_seed(0))
+    stage = bench_config(w, True, 4096).stages[0]
+    loss_fn = make_policy_loss(stage.algorithm, len(batch), float(batch.loss_mask.sum()), w.completion_tokens)
+    results, shape = [], None
+    for variant in args.variants.split(","):
+        mb, tokens, chunk, compiled = settings(w, variant)
+        if (mb, tokens, compiled) != shape:
+            torch._dynamo.reset()  # a new body shape compiles afresh (static shapes, as a run of one shape would)
+            shape = (mb, tokens, compiled)
+        config = bench_config(
+            replace(w, micro_batch_size=mb, micro_batch_tokens=tokens), True, chunk, compiled, bool(tokens)
+        )
+        learner = TorchLearner(model, config.learner, stage.lr, device)
+        torch.cuda.reset_peak_memory_stats(device)
+        warm = []
+        for _ in range(args.warmup):
+            torch.cuda.synchronize(device)
+            start = time.perf_counter()
+            learner.train_step(batch, loss_fn)
+            torch.cuda.synchronize(device)
+            warm.append(time.perf_counter() - start)
+        times = []
+        for _ in range(args.repeats):
+            torch.cuda.synchronize(device)
+            start = time.perf_counter()
+            metrics = learner.train_step(batch, loss_fn)
+            torch.cuda.synchronize(device)
+            times.append(time.perf_counter() - start)
+        peak = torch.cuda.max_memory_allocated(device) / 2**30
+        median = statistics.median(times)
+        record = {
+            "variant": variant,
+            "micro_batch_size": mb,
+            "micro_batch_tokens": tokens,
+            "chunk": chunk,
+            "compiled": compiled,
+            "train_s": median,
+            "runs": times,
+            "warmup": warm,
+            "peak_gib": peak,
+            "loss": metrics.get("loss/total"),
+            "grad_norm": metrics.get("grad_norm"),
+        }
+        print(
+            f"[train] {args.preset} {variant}: train_step {median:.3f} s (runs {', '.join(f'{t:.3f}' for t in times)}; "
+            f"warm-up {', '.join(f'{t:.1f}' for t in warm)} s), peak {peak:.1f} GiB, grad_norm {record['grad_norm']:.4g}",
+            flush=True,
+        )
+        if variant in args.profile.split(","):
+            record["profile"] = profile(learner, batch, loss_fn, device, variant)
+        results.append(record)
+        del learner
+        torch.cuda.empty_cache()
+        if args.output:
+            with open(args.output, "w") as handle:
+                json.dump({"preset": args.preset, "device": str(device), "results": results}, handle, indent=1)
+
+
+if __name__ == "__main__":
+    main()
