@@ -142,6 +142,12 @@ class RolloutConfig(SamplingConfig):
     tensor_parallel_size: int = Field(1, ge=1, description="vllm: GPUs each engine spans (tensor parallelism).")
     gpu_memory_utilization: float = Field(0.5, gt=0.0, le=1.0, description="vllm: fraction of GPU memory an engine may take (weights + KV cache).")
     static_cache: bool = Field(False, description="HF engine: static KV cache decode loop (CUDA graph + torch.compile on GPU).")
+    decode_kernels: Literal["triton", "torch"] = Field(
+        "triton",
+        description="static_cache engine on CUDA: the decode step's attention and temperature sampling as rlkit's Triton "
+        "kernels (rollout/decode_attention.py, decode_sampling.py) where Triton imports; torch = plain torch ops (the "
+        "switch if a kernel fails or misbehaves on some GPU). No effect on CPU or with other engines.",
+    )
 
 
 class RewardSpec(Section):

@@ -164,3 +164,14 @@ def test_compaction_gives_the_same_greedy_tokens(monkeypatch) -> None:
     assert static_cost == 32 * 41  # every row until the longest stops (40 tokens; the check every 4 steps lets it run one more)
     assert engine.stats["decode_computed"] < 0.6 * static_cost
 
+
+
+@pytest.mark.parametrize(("kernels", "attention", "sampling"), [("triton", "triton", "triton"), ("torch", "plain", "torch")])
+def test_recipe_switches_the_decode_kernels(world, kernels: str, attention: str, sampling: str) -> None:
+    from rlkit.config import validate_config
+    from rlkit.rollout import build_engine
+
+    model, tokenizer = world
+    config = validate_config({"rollout": {"static_cache": True, "decode_kernels": kernels}, "stages": [{"type": "sft"}]}, "test")
+    engine = build_engine(config, model, tokenizer)
+    assert (type(engine), engine.attention, engine.sampling) == (FastHFEngine, attention, sampling)

@@ -10,7 +10,10 @@ def build_engine(config, model, tokenizer) -> RolloutEngine:  # noqa: ANN001 - c
     if config.rollout.engine == "hf" and config.rollout.static_cache:
         from rlkit.rollout.hf_fast import FastHFEngine  # static KV cache + CUDA graph decode loop
 
-        return FastHFEngine(model, tokenizer)
+        engine = FastHFEngine(model, tokenizer)
+        triton = config.rollout.decode_kernels == "triton"  # each kernel is still used only where Triton runs
+        engine.attention, engine.sampling = ("triton", "triton") if triton else ("plain", "torch")
+        return engine
     if config.rollout.engine == "hf":
         from rlkit.rollout.hf import HFEngine
 
