@@ -206,6 +206,21 @@ class LearnerConfig(Section):
     lora: LoraConfig | None = Field(None, description="train LoRA adapters instead of all weights; None = full fine-tuning.")
     logprob_chunk_size: int = Field(0, ge=0, description="tokens per chunk of the fused LM-head logprobs/entropy (no fp32 logits kept for backward); 0 = plain, whole micro-batch.")
     compile: bool = Field(False, description="torch.compile the transformer body for the learner's forward/backward (CUDA only).")
+    compile_scope: Literal["body", "layers"] = Field(
+        "body",
+        description="with compile: body = the whole transformer body as one graph; layers = each decoder layer compiled on its "
+                    "own (regional compilation: identical layers share one compiled code, so the first step compiles far quicker).",
+    )
+    head_kernels: Literal["triton", "torch"] = Field(
+        "triton",
+        description="the fused LM head's per-chunk log-softmax/entropy and gradient passes on CUDA: triton = one-pass Triton "
+                    "kernels (where Triton imports), torch = torch.compile'd torch ops.",
+    )
+    keep_head_logits: bool = Field(
+        False,
+        description="fused LM head: keep each chunk's logits from forward for backward instead of recomputing them (one GEMM "
+                    "less a chunk; costs logprob_chunk_size x vocab x 2 bytes a chunk in bf16, a micro-batch's worth held until backward).",
+    )
 
 
 class RayConfig(Section):

@@ -2,7 +2,8 @@
 
 1. greedy decoding (fp32) of the fast engine (CUDA graph + torch.compile) equals transformers `generate`;
 2. the engine's sampled-token logprobs vs the learner's, bf16, on the ragged shape (stop-token bias);
-3. the fused chunked LM head equals plain autograd (bf16), values and gradients;
+3. the fused chunked LM head equals plain autograd (bf16), values and gradients, with the torch and the Triton
+   chunk kernels (head_kernels.py) and with the logits kept for backward;
 4. packed token-budget micro-batches vs padded ones: the same loss and gradients (fp32, 0.5B shape);
 5. decode compaction (rows leave the batch as they stop; graphs per half) gives the same greedy tokens;
 6. the one-pass sampling kernel: the torch path's tokens and log-probabilities under the same noise, and draws
@@ -106,16 +107,29 @@ if want(3):
     (lp0.sum() + 0.1 * ent0.sum()).backward()
     g0 = hidden.grad.float().clone()
     hidden.grad = None
-    lp1, ent1, _ = FusedHeadLogprobs.apply(hidden, weight, targets, 1024)
-    (lp1.sum() + 0.1 * ent1.sum()).backward()
-    g1 = hidden.grad.float()
 
     def rel(x: torch.Tensor, y: torch.Tensor) -> float:
         return float((x - y).detach().norm() / y.detach().norm())
 
-    print(
-        f"fused head bf16: rel err logprob {rel(lp1, lp0):.2e}, entropy {rel(ent1, ent0):.2e}, grad {rel(g1, g0):.2e}"
-    )
+    runs = {}
+    for kind, keep in (("torch", False), ("triton", False), ("triton", True)):
+        lp1, ent1, _ = FusedHeadLogprobs.apply(hidden, weight, targets, 1024, None, kind, keep)
+        (lp1.sum() + 0.1 * ent1.sum()).backward()
+        g1 = hidden.grad.float().clone()
+        hidden.grad = None
+        runs[kind, keep] = (lp1.detach(), ent1.detach(), g1)
+        print(
+            f"fused head bf16 ({kind} kernels{', logits kept' if keep else ''}): rel err logprob {rel(lp1, lp0):.2e}, "
+            f"entropy {rel(ent1, ent0):.2e}, grad {rel(g1, g0):.2e}"
+        )
+    ref = runs["torch", False]
+    for key in (("triton", False), ("triton", True)):
+        got = runs[key]
+        print(
+            f"fused head, {key[0]} kernels{' + kept logits' if key[1] else ''} vs torch kernels: max |diff| logprob "
+            f"{float((got[0] - ref[0]).abs().max()):.2e}, entropy {float((got[1] - ref[1]).abs().max()):.2e}, "
+            f"grad rel {rel(got[2], ref[2]):.2e}"
+        )
 
 # 4. packed vs padded micro-batches: loss and gradients, fp32 on the reference shape, 24 ragged sequences
 if want(4):

@@ -4,10 +4,15 @@ per setting of its levers, then (optionally) a kernel profile of one steady step
 
 Variants are `-`-joined settings: `mbN` rows per padded micro-batch (learner.micro_batch_size), `tN` a packed token
 budget (learner.micro_batch_tokens), `cN` the fused LM head's chunk (learner.logprob_chunk_size), `nolc` the
-learner not compiled. The preset's own settings fill the rest. Each new body shape compiles afresh
-(torch._dynamo.reset()), then `--warmup` untimed steps and `--repeats` timed ones.
+learner not compiled, `headk` the fused head's one-pass Triton kernels (learner.head_kernels: triton; without it the
+compiled torch ops), `keep` its logits kept from forward for backward (learner.keep_head_logits), `regional` each
+decoder layer compiled on its own (learner.compile_scope: layers; without it the whole body). The preset's own settings
+fill the rest. Each new body shape or compile scope compiles afresh (torch._dynamo.reset()), then `--warmup` untimed
+steps (the first one's seconds include compiling: for a cold compile run each scope first in its own process with
+fresh TORCHINDUCTOR_CACHE_DIR / TRITON_CACHE_DIR) and `--repeats` timed ones. Every variant starts from the same
+weights, so its first step's loss and gradient norm compare exactly across variants.
 
-Usage (on the GPU machine): python scripts/train_bench.py [--preset reference] [--variants base,mb64,mb128]
+Usage (on the GPU machine): python scripts/train_bench.py [--preset reference] [--variants base,headk,headk-keep,regional]
     [--repeats 3] [--profile mb32] [--output train.json]
 """
 
@@ -29,6 +34,7 @@ from rlkit.learner.base import TokenBatch
 from rlkit.learner.torch_learner import TorchLearner
 
 KINDS = (  # kernel name fragments, first match wins
+    ("LM head one-pass kernels (head_kernels.py)", ("_stats_kernel", "_grad_kernel")),
     ("gemm", ("gemm", "nvjet", "cutlass", "xmma", "cublas", "splitkreduce")),
     ("attention", ("flash", "fmha", "attention", "mem_eff")),
     ("optimizer", ("adam", "multi_tensor", "foreach")),
@@ -54,6 +60,7 @@ def random_batch(w, generator: torch.Generator) -> TokenBatch:  # noqa: ANN001
 
 def settings(w, variant: str) -> tuple:  # noqa: ANN001
     mb, tokens, chunk, compiled = w.micro_batch_size, w.micro_batch_tokens, 4096, True
+    options = {"head_kernels": "torch", "keep_head_logits": False, "compile_scope": "body"}
     for part in variant.split("-"):
         if part.startswith("mb"):
             mb, tokens = int(part[2:]), 0
@@ -63,9 +70,15 @@ def settings(w, variant: str) -> tuple:  # noqa: ANN001
             chunk = int(part[1:])
         elif part == "nolc":
             compiled = False
+        elif part == "headk":
+            options["head_kernels"] = "triton"
+        elif part == "keep":
+            options["keep_head_logits"] = True
+        elif part == "regional":
+            options["compile_scope"] = "layers"
         elif part not in ("base", ""):
             raise SystemExit(f"unknown variant part {part!r}")
-    return mb, tokens, chunk, compiled
+    return mb, tokens, chunk, compiled, options
 
 
 def profile(learner: TorchLearner, batch: TokenBatch, loss_fn, device: torch.device, label: str) -> dict:  # noqa: ANN001
@@ -124,24 +137,30 @@ def main() -> None:
     batch = random_batch(w, torch.Generator().manual_seed(0))
     stage = bench_config(w, True, 4096).stages[0]
     loss_fn = make_policy_loss(stage.algorithm, len(batch), float(batch.loss_mask.sum()), w.completion_tokens)
+    initial = {name: value.clone() for name, value in model.state_dict().items()}
     results, shape = [], None
     for variant in args.variants.split(","):
-        mb, tokens, chunk, compiled = settings(w, variant)
-        if (mb, tokens, compiled) != shape:
+        mb, tokens, chunk, compiled, options = settings(w, variant)
+        if (mb, tokens, compiled, options["compile_scope"]) != shape:
             torch._dynamo.reset()  # a new body shape compiles afresh (static shapes, as a run of one shape would)
-            shape = (mb, tokens, compiled)
+            shape = (mb, tokens, compiled, options["compile_scope"])
+        model.load_state_dict(initial)
         config = bench_config(
             replace(w, micro_batch_size=mb, micro_batch_tokens=tokens), True, chunk, compiled, bool(tokens)
         )
-        learner = TorchLearner(model, config.learner, stage.lr, device)
+        learner = TorchLearner(model, config.learner.model_copy(update=options), stage.lr, device)
+        counters = torch._dynamo.utils.counters
+        counters.clear()
         torch.cuda.reset_peak_memory_stats(device)
-        warm = []
+        warm, first = [], {}
         for _ in range(args.warmup):
             torch.cuda.synchronize(device)
             start = time.perf_counter()
-            learner.train_step(batch, loss_fn)
+            step_metrics = learner.train_step(batch, loss_fn)
             torch.cuda.synchronize(device)
             warm.append(time.perf_counter() - start)
+            first = first or step_metrics
+        graphs = int(counters["stats"].get("unique_graphs", 0))
         times = []
         for _ in range(args.repeats):
             torch.cuda.synchronize(device)
@@ -163,10 +182,15 @@ def main() -> None:
             "peak_gib": peak,
             "loss": metrics.get("loss/total"),
             "grad_norm": metrics.get("grad_norm"),
+            "first_loss": first.get("loss/total"),
+            "first_grad_norm": first.get("grad_norm"),
+            "compiled_graphs": graphs,
+            **options,
         }
         print(
             f"[train] {args.preset} {variant}: train_step {median:.3f} s (runs {', '.join(f'{t:.3f}' for t in times)}; "
-            f"warm-up {', '.join(f'{t:.1f}' for t in warm)} s), peak {peak:.1f} GiB, grad_norm {record['grad_norm']:.4g}",
+            f"warm-up {', '.join(f'{t:.1f}' for t in warm)} s; {graphs} graphs compiled), peak {peak:.1f} GiB, "
+            f"first step loss {record['first_loss']!r} grad_norm {record['first_grad_norm']!r}",
             flush=True,
         )
         if variant in args.profile.split(","):

@@ -64,3 +64,30 @@ def test_head_with_a_bias_matches_plain_autograd() -> None:
     (got_lp + 0.5 * got_ent).sum().backward()
     for got, expected in zip((hidden.grad, weight.grad, bias.grad), want):
         assert torch.allclose(got, expected, atol=1e-4)
+
+
+def test_regional_compile_swaps_in_compiled_layers_only_while_running(monkeypatch) -> None:  # noqa: ANN001
+    """compile_scope "layers": each decoder layer compiled (here by dynamo's eager backend, on CPU), the same values,
+    and the module tree (state dict keys, `layers`) untouched outside the call."""
+    from rlkit.learner import logprobs as module
+
+    real_compile = torch.compile
+    compiled = []
+
+    def eager_compile(target, **kwargs):  # noqa: ANN001, ANN003, ANN202
+        compiled.append(target)
+        return real_compile(target, backend="eager")
+
+    monkeypatch.setattr(torch, "compile", eager_compile)
+    model = build_tiny_model("tiny", seed=4)
+    keys, layers = list(model.state_dict()), model.model.layers
+    ids = torch.randint(0, 100, (2, 7))
+    body = module.compiled_body(model.model, "layers")
+    assert len(compiled) == len(layers)
+    plain = model.model(input_ids=ids, use_cache=False).last_hidden_state
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
+    got = body(input_ids=ids, use_cache=False).last_hidden_state
+    assert torch.allclose(got, plain, atol=1e-6)
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] >= 1  # the layers ran through dynamo
+    assert model.model.layers is layers and list(model.state_dict()) == keys

@@ -54,10 +54,16 @@ def _chunk_grad(logits: torch.Tensor, targets: torch.Tensor, log_z: torch.Tensor
 _FUSED: dict[str, Callable] = {}
 
 
-def _kernels(device: torch.device) -> tuple[Callable, Callable]:
-    """The chunk functions, compiled into fused kernels on CUDA (eager elsewhere or if compiling is off)."""
+def _kernels(device: torch.device, kind: str = "triton") -> tuple[Callable, Callable]:
+    """The chunk functions (stats, grad): on CUDA the one-pass Triton kernels (head_kernels.py) where Triton imports
+    and `kind` is "triton", else compiled into fused kernels by torch.compile; eager elsewhere."""
     if device.type != "cuda":
         return _chunk_stats, _chunk_grad
+    if kind == "triton":
+        from rlkit.learner import head_kernels
+
+        if head_kernels.available(device):
+            return head_kernels.chunk_stats, head_kernels.chunk_grad
     if not _FUSED:
         _FUSED["stats"] = torch.compile(_chunk_stats, dynamic=True)
         _FUSED["grad"] = torch.compile(_chunk_grad, dynamic=True)
@@ -83,38 +89,50 @@ class FusedHeadLogprobs(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, chunk: int,  # noqa: ANN001, ANN205
-                bias: torch.Tensor | None = None):
-        stats, _ = _kernels(hidden.device)
+                bias: torch.Tensor | None = None, kind: str = "triton", keep: bool = False):
+        stats, _ = _kernels(hidden.device, kind)
         rows = hidden.shape[0]
+        keep = keep and any(ctx.needs_input_grad[:2])  # no graph (no_grad scoring): nothing to keep
         logprobs = hidden.new_empty(rows, dtype=torch.float)
         log_z = hidden.new_empty(rows, dtype=torch.float)
         entropy = hidden.new_empty(rows, dtype=torch.float)
+        kept = []
         for start in range(0, rows, chunk):
             part = slice(start, start + chunk)
-            logprobs[part], log_z[part], entropy[part] = stats(_head(hidden[part], weight, bias), targets[part])
-        ctx.save_for_backward(hidden, weight, targets, log_z, entropy, bias)
-        ctx.chunk = chunk
+            logits = _head(hidden[part], weight, bias)
+            logprobs[part], log_z[part], entropy[part] = stats(logits, targets[part])
+            if keep:
+                kept.append(logits)
+        ctx.save_for_backward(hidden, weight, targets, log_z, entropy, bias, *kept)
+        ctx.chunk, ctx.kind = chunk, kind
         ctx.set_materialize_grads(False)
         ctx.mark_non_differentiable(log_z)
         return logprobs, entropy, log_z
 
     @staticmethod
     def backward(ctx, grad_logprob, grad_entropy, _grad_log_z):  # noqa: ANN001, ANN205
-        hidden, weight, targets, log_z, entropy, bias = ctx.saved_tensors
-        inputs = len(ctx.needs_input_grad)  # 4, or 5 with a bias
+        hidden, weight, targets, log_z, entropy, bias, *kept = ctx.saved_tensors
+        inputs = len(ctx.needs_input_grad)  # 4 to 7: bias, kind and keep may be left out
         if grad_logprob is None and grad_entropy is None:
             return (None,) * inputs
-        _, grad_fn = _kernels(hidden.device)
+        _, grad_fn = _kernels(hidden.device, ctx.kind)
+        in_place = getattr(grad_fn, "__module__", "") == "rlkit.learner.head_kernels"
         zeros = torch.zeros_like(log_z)
         grad_logprob = zeros if grad_logprob is None else grad_logprob
         grad_entropy = zeros if grad_entropy is None else grad_entropy
         grad_hidden = torch.empty_like(hidden) if ctx.needs_input_grad[0] else None
         grad_weight = torch.zeros_like(weight, dtype=torch.float) if ctx.needs_input_grad[1] else None
-        grad_bias = torch.zeros_like(bias, dtype=torch.float) if inputs > 4 and ctx.needs_input_grad[4] else None
-        for start in range(0, hidden.shape[0], ctx.chunk):
+        grad_bias = torch.zeros_like(bias, dtype=torch.float) if bias is not None and ctx.needs_input_grad[4] else None
+        for index, start in enumerate(range(0, hidden.shape[0], ctx.chunk)):
             part = slice(start, start + ctx.chunk)
-            grad_logits = grad_fn(_head(hidden[part], weight, bias), targets[part], log_z[part], entropy[part],
-                                  grad_logprob[part], grad_entropy[part])
+            args = (targets[part], log_z[part], entropy[part], grad_logprob[part], grad_entropy[part])
+            if kept:  # the forward's logits; left intact (a kept tensor is not written over)
+                grad_logits = grad_fn(kept[index], *args)
+            elif in_place:  # recomputed logits, used once: the gradient overwrites them
+                logits = _head(hidden[part], weight, bias)
+                grad_logits = grad_fn(logits, *args, out=logits)
+            else:
+                grad_logits = grad_fn(_head(hidden[part], weight, bias), *args)
             if grad_hidden is not None:
                 grad_hidden[part] = grad_logits @ weight
             if grad_weight is not None:
@@ -122,26 +140,53 @@ class FusedHeadLogprobs(torch.autograd.Function):
             if grad_bias is not None:
                 grad_bias += grad_logits.float().sum(0)
         grads = (grad_hidden, None if grad_weight is None else grad_weight.to(weight.dtype), None, None,
-                 None if grad_bias is None else grad_bias.to(bias.dtype))
+                 None if grad_bias is None else grad_bias.to(bias.dtype), None, None)
         return grads[:inputs]
 
 
-def fused_head_logprobs(hidden: torch.Tensor, head: torch.nn.Linear, targets: torch.Tensor, chunk: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """`hidden` [..., E], `targets` [...] -> (log p(target), entropy), each [...] in fp32."""
+def fused_head_logprobs(hidden: torch.Tensor, head: torch.nn.Linear, targets: torch.Tensor, chunk: int,
+                        kind: str = "triton", keep: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """`hidden` [..., E], `targets` [...] -> (log p(target), entropy), each [...] in fp32. `kind`: the chunk
+    kernels on CUDA ("triton" or "torch"); `keep`: hold each chunk's logits from forward for backward."""
     shape = targets.shape
     logprobs, entropy, _ = FusedHeadLogprobs.apply(hidden.reshape(-1, hidden.shape[-1]), head.weight, targets.reshape(-1), chunk,
-                                                   getattr(head, "bias", None))
+                                                   getattr(head, "bias", None), kind, keep)
     return logprobs.view(shape), entropy.view(shape)
 
 
 _COMPILED_BODIES: weakref.WeakKeyDictionary[torch.nn.Module, Callable] = weakref.WeakKeyDictionary()
+_COMPILED_LAYERS: weakref.WeakKeyDictionary[torch.nn.Module, torch.nn.ModuleList] = weakref.WeakKeyDictionary()
 
 
-def compiled_body(body: torch.nn.Module) -> Callable:
-    """torch.compile of a transformer body, kept outside the module tree (state dicts stay unchanged)."""
-    if body not in _COMPILED_BODIES:
-        _COMPILED_BODIES[body] = torch.compile(body)
-    return _COMPILED_BODIES[body]
+def compiled_body(body: torch.nn.Module, scope: str = "body") -> Callable:
+    """torch.compile of a transformer body, kept outside the module tree (state dicts stay unchanged).
+
+    scope "body": the whole body is one compiled graph. scope "layers" (regional compilation): each decoder layer
+    compiled on its own, the rest eager; identical layers share one compiled code, so it compiles one layer's
+    graph instead of the whole stack. The compiled layers stand in `body.layers` only while the returned
+    function runs (the rollout engine, sharing the module, never sees them).
+    """
+    if scope == "body":
+        if body not in _COMPILED_BODIES:
+            _COMPILED_BODIES[body] = torch.compile(body)
+        return _COMPILED_BODIES[body]
+    if scope != "layers":
+        raise ValueError(f"unknown compile scope {scope!r}: body or layers")
+    layers = body._modules.get("layers")
+    if not isinstance(layers, torch.nn.ModuleList):
+        raise ValueError(f"{type(body).__name__} has no `layers` list to compile one by one; use compile scope body")
+    if body not in _COMPILED_LAYERS:
+        _COMPILED_LAYERS[body] = torch.nn.ModuleList(torch.compile(layer) for layer in layers)
+
+    def run(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        plain = body._modules["layers"]
+        body._modules["layers"] = _COMPILED_LAYERS[body]  # not setattr: that would re-register the submodule
+        try:
+            return body(*args, **kwargs)
+        finally:
+            body._modules["layers"] = plain
+
+    return run
 
 
 def sequence_logprobs(
@@ -152,6 +197,9 @@ def sequence_logprobs(
     chunk_size: int = 0,
     position_ids: torch.Tensor | None = None,
     compile_body: bool = False,
+    compile_scope: str = "body",
+    head_kernels: str = "triton",
+    keep_head_logits: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Returns [B, L] tensors where column t scores token t given tokens < t (column 0 is 0).
 
@@ -160,18 +208,20 @@ def sequence_logprobs(
     `position_ids` that restart at 0 mark packed sequences (SFT packing); the attention mask is then
     left out so transformers builds a block-diagonal mask and packed sequences never see each other.
     `compile_body` runs the transformer body through torch.compile on CUDA (fused norms, rotary and
-    activations in forward and backward; compiled once per model, recompiled for new shapes).
+    activations in forward and backward; compiled once per model, recompiled for new shapes); `compile_scope`
+    "layers" compiles each decoder layer instead of the whole body (`compiled_body`). `head_kernels` and
+    `keep_head_logits` go to `fused_head_logprobs` (the chunk kernels on CUDA; logits kept for backward).
     """
     if position_ids is not None:
         attention_mask = None
-    body = compiled_body(model.model) if compile_body and input_ids.is_cuda else model.model
+    body = compiled_body(model.model, compile_scope) if compile_body and input_ids.is_cuda else model.model
     # use_cache=False: no KV cache in training (and transformers detects packed sequences only without one)
     hidden = body(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False).last_hidden_state[:, :-1]
     targets = input_ids[:, 1:]
     head = model.get_output_embeddings()
     zeros = hidden.new_zeros((input_ids.shape[0], 1), dtype=torch.float)
     if chunk_size:
-        lp, ent = fused_head_logprobs(hidden, head, targets, chunk_size)
+        lp, ent = fused_head_logprobs(hidden, head, targets, chunk_size, head_kernels, keep_head_logits)
         return torch.cat([zeros, lp], dim=1), (torch.cat([zeros, ent], dim=1) if with_entropy else None)
     lp, ent = logprobs_from_logits(head(hidden), targets, with_entropy)
     return torch.cat([zeros, lp], dim=1), (torch.cat([zeros, ent], dim=1) if with_entropy else None)

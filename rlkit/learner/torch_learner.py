@@ -67,14 +67,19 @@ class TorchLearner:
         if isinstance(micro, PackedMicroBatch):
             lp, ent = sequence_logprobs(
                 self.model, micro.input_ids, torch.ones_like(micro.input_ids), with_entropy, self.config.logprob_chunk_size,
-                position_ids=micro.position_ids, compile_body=self.config.compile,
+                position_ids=micro.position_ids, **self._logprob_options(),
             )
             return micro.unpack(lp), (micro.unpack(ent) if ent is not None else None)
         return sequence_logprobs(
             self.model, micro.input_ids, micro.attention_mask, with_entropy, self.config.logprob_chunk_size,
             position_ids=micro.position_ids,  # packed sequences (SFT packing)
-            compile_body=self.config.compile,
+            **self._logprob_options(),
         )
+
+    def _logprob_options(self) -> dict:
+        c = self.config
+        return {"compile_body": c.compile, "compile_scope": c.compile_scope, "head_kernels": c.head_kernels,
+                "keep_head_logits": c.keep_head_logits}
 
     def _guarded(self, micro: PackedMicroBatch | TokenBatch, run: Callable[[], T]) -> T:
         """`run()`, with a CUDA out-of-memory turned into an error naming the knobs to turn."""
