@@ -115,7 +115,10 @@ def test_out_of_memory_names_the_knobs() -> None:
     assert knobs[0].startswith("set learner.micro_batch_tokens") and "micro_batch_size (now 64)" in knobs[0]
     assert any("learner.logprob_chunk_size: 4096" in k for k in knobs)
     assert any("learner.gradient_checkpointing: true" in k for k in knobs)
-    turned = knobs_to_turn(LearnerConfig(micro_batch_tokens=8192, logprob_chunk_size=4096, gradient_checkpointing=True), 1, 9000)
+    kept = knobs_to_turn(LearnerConfig(micro_batch_tokens=8192, logprob_chunk_size=4096), 1, 9000)
+    assert any("learner.keep_head_logits: false" in k for k in kept)  # the fused head's held logits (on by default)
+    turned = knobs_to_turn(LearnerConfig(micro_batch_tokens=8192, logprob_chunk_size=4096, gradient_checkpointing=True,
+                                         keep_head_logits=False), 1, 9000)
     assert turned == ["lower rollout.max_new_tokens (the longest sequence sets the least a micro-batch holds)"]
 
 

@@ -164,7 +164,8 @@ def compiled_body(body: torch.nn.Module, scope: str = "body") -> Callable:
     scope "body": the whole body is one compiled graph. scope "layers" (regional compilation): each decoder layer
     compiled on its own, the rest eager; identical layers share one compiled code, so it compiles one layer's
     graph instead of the whole stack. The compiled layers stand in `body.layers` only while the returned
-    function runs (the rollout engine, sharing the module, never sees them).
+    function runs (the rollout engine, sharing the module, never sees them). A body without a `layers`
+    ModuleList is compiled whole.
     """
     if scope == "body":
         if body not in _COMPILED_BODIES:
@@ -173,8 +174,8 @@ def compiled_body(body: torch.nn.Module, scope: str = "body") -> Callable:
     if scope != "layers":
         raise ValueError(f"unknown compile scope {scope!r}: body or layers")
     layers = body._modules.get("layers")
-    if not isinstance(layers, torch.nn.ModuleList):
-        raise ValueError(f"{type(body).__name__} has no `layers` list to compile one by one; use compile scope body")
+    if not isinstance(layers, torch.nn.ModuleList):  # not a decoder stack we know: the whole body
+        return compiled_body(body, "body")
     if body not in _COMPILED_LAYERS:
         _COMPILED_LAYERS[body] = torch.nn.ModuleList(torch.compile(layer) for layer in layers)
 
@@ -197,7 +198,7 @@ def sequence_logprobs(
     chunk_size: int = 0,
     position_ids: torch.Tensor | None = None,
     compile_body: bool = False,
-    compile_scope: str = "body",
+    compile_scope: str = "layers",
     head_kernels: str = "triton",
     keep_head_logits: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
