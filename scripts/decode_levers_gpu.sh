@@ -2,7 +2,8 @@
 # Issue 18, the decode step's GEMMs and attention merge, in one GPU call (docs/BENCHMARKS.md, a fourth session):
 # the correctness checks with the kernels on (greedy fp32 vs transformers generate; compaction), the decode-GEMM
 # micro-benchmark (cuBLAS vs the Triton decode linear), and scripts/decode_bench.py with the levers one by one.
-# Logs under $OUT. Usage: bash scripts/decode_levers_gpu.sh   (DECODE_VARIANTS / GEMM_ROWS to change the set)
+# Logs under $OUT. Usage: bash scripts/decode_levers_gpu.sh   (DECODE_VARIANTS, DECODE_PROFILE; T_GEMM1, T_CHECKS,
+# T_DECODE, T_GEMM2, T_GEMM3: each part's time limit in seconds, in the order they run)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/rlkit-levers}
@@ -18,13 +19,13 @@ $PY -m pip install -q --no-deps --no-build-isolation --no-index -e . >"$OUT/inst
 { date -u; nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
   $PY -c "import torch, transformers, triton; print('torch', torch.__version__, 'transformers', transformers.__version__, 'triton', triton.__version__)"; } | tee "$OUT/gpu.txt"
 echo "== decode-GEMM micro-benchmark, 0.5B at 128 rows"
-timeout 150 $PY scripts/decode_gemm_bench.py --models 0.5B --rows 128 2>&1 | tee "$OUT/gemm-05b-128.log"
+timeout ${T_GEMM1:-100} $PY scripts/decode_gemm_bench.py --models 0.5B --rows 128 2>&1 | tee "$OUT/gemm-05b-128.log"
 echo "== checks 1 and 5, kernels on"
-CHECKS_ONLY=1,5 timeout 120 $PY scripts/gpu_checks.py 2>&1 | grep -v "^INFO\|Warning" | tee "$OUT/checks.log"
+CHECKS_ONLY=1,5 timeout ${T_CHECKS:-90} $PY scripts/gpu_checks.py 2>&1 | grep -v "^INFO\|Warning" | tee "$OUT/checks.log"
 echo "== decode_bench"
-timeout ${DECODE_TIMEOUT:-200} $PY scripts/decode_bench.py --variants "${DECODE_VARIANTS:-triton,triton+fold,triton+tlinear+fold}" \
+timeout ${T_DECODE:-170} $PY scripts/decode_bench.py --variants "${DECODE_VARIANTS:-triton,triton+fold,triton+tlinear+fold}" \
   --profile "${DECODE_PROFILE:-triton+tlinear+fold}" 2>&1 | grep -v "^INFO\|Warning" | tee "$OUT/decode.log"
 echo "== decode-GEMM micro-benchmark, 1.5B at 128 rows, 0.5B at 64 and 32"
-timeout ${GEMM_TIMEOUT:-90} $PY scripts/decode_gemm_bench.py --models 1.5B --rows 128 2>&1 | tee "$OUT/gemm-15b-128.log"
-timeout ${GEMM_TIMEOUT:-90} $PY scripts/decode_gemm_bench.py --models 0.5B --rows 64,32 2>&1 | tee "$OUT/gemm-05b-64-32.log"
+timeout ${T_GEMM2:-60} $PY scripts/decode_gemm_bench.py --models 1.5B --rows 128 2>&1 | tee "$OUT/gemm-15b-128.log"
+timeout ${T_GEMM3:-60} $PY scripts/decode_gemm_bench.py --models 0.5B --rows 64,32 2>&1 | tee "$OUT/gemm-05b-64-32.log"
 date -u | tee -a "$OUT/gpu.txt"
