@@ -5,9 +5,11 @@ the batch), on the 0.5B and 1.5B Qwen2 shapes, timed inside one CUDA graph over 
 exceed L2 (so weights come from HBM, as in a real step; up to 24 copies, like the 24 layers). cuBLAS's time includes
 its split-K reduce kernel where it runs one. For Triton, every candidate of `decode_linear.candidates` is timed and
 the best printed with its error against F.linear (fp32 reference); the last lines are the best configs as a
-`TABLE` literal for rlkit/rollout/decode_linear.py and the per-layer sums.
+`TABLE` literal for rlkit/rollout/decode_linear.py and the per-layer sums. `--attention` times the decode-attention
+kernels instead, the chunk merge folded into the chunk kernel against the separate merge kernel, on the reference
+(576-slot) and long (3,328-slot) caches, with their error against plain attention.
 
-Usage (on the GPU machine): python scripts/decode_gemm_bench.py [--rows 128,64,32] [--models 0.5B,1.5B]
+Usage (on the GPU machine): python scripts/decode_gemm_bench.py [--rows 128,64,32] [--models 0.5B,1.5B] [--attention]
 """
 
 from __future__ import annotations
@@ -28,12 +30,56 @@ SHAPES = {  # name -> [(projection, out_features, in_features, bias)]
 
 
 @torch.no_grad()
+def attention() -> None:
+    from rlkit.rollout import decode_attention as da
+
+    device, dtype = torch.device("cuda"), torch.bfloat16
+    torch.manual_seed(0)
+    # (name, rows, heads, kv heads, head size, cache slots, copies whose caches exceed L2)
+    for name, rows, heads, kv_heads, head_dim, slots, copies in (("reference 0.5B", 128, 14, 2, 64, 576, 8),
+                                                                 ("long 1.5B", 128, 12, 2, 128, 3328, 4)):
+        keys = torch.randn((copies, rows, kv_heads, slots, head_dim), device=device).to(dtype)
+        values = torch.randn((copies, rows, kv_heads, slots, head_dim), device=device).to(dtype)
+        q = torch.randn((rows, heads, head_dim), device=device).to(dtype)
+        valid = torch.ones((rows, slots), dtype=torch.bool, device=device)
+        valid[::3, :40] = False  # left padding on a third of the rows
+        for filled in (slots // 2, slots):
+            slot = torch.tensor([filled - 1], device=device)
+            times, outs = {}, {}
+            da.FOLD_MAX_SPLITS = 1 << 20  # the fold at every length here
+            for fold in (False, True):
+                da.FOLD = fold
+                def call(i: int, s=slot, q=q, k=keys, v=values, m=valid) -> torch.Tensor:  # noqa: ANN001
+                    return da.decode_attention(q, k[i], v[i], m, s, 0.125)
+
+                times[fold] = dl.graph_time(call, copies)
+                outs[fold] = da.decode_attention(q, keys[0], values[0], valid, slot, 0.125).float()
+            k, v = (t[0, :, :, :filled].float().repeat_interleave(heads // kv_heads, 1) for t in (keys, values))
+            scores = torch.einsum("bhd,bhld->bhl", q.float(), k).mul(0.125)
+            scores = scores.masked_fill(~valid[:, None, :filled], float("-inf"))
+            expected = torch.einsum("bhl,bhld->bhd", scores.softmax(-1), v)
+            errors = {f: float((o - expected).abs().max()) for f, o in outs.items()}
+            gb = 2 * rows * kv_heads * filled * head_dim * 2 / 1e9
+            print(f"[attention] {name}, {filled}/{slots} slots filled ({gb * 1e3:.1f} MB of K/V): merge kernel "
+                  f"{times[False]:.2f} us, folded {times[True]:.2f} us ({gb * 1e3 / times[True]:.2f} TB/s); max |err| vs "
+                  f"plain fp32 attention {errors[False]:.1e} / {errors[True]:.1e}; fold == merge kernel: "
+                  f"{bool(torch.equal(outs[False], outs[True]))}", flush=True)
+        del keys, values
+        torch.cuda.empty_cache()
+    da.FOLD, da.FOLD_MAX_SPLITS = True, 8
+
+
+@torch.no_grad()
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", default="128,64,32", help="decode batch sizes")
     parser.add_argument("--models", default="0.5B,1.5B", help="layer shapes: 0.5B, 1.5B")
     parser.add_argument("--dtype", default="bfloat16", help="bfloat16 (the bench presets)")
+    parser.add_argument("--attention", action="store_true", help="time the decode-attention merge instead")
     args = parser.parse_args()
+    if args.attention:
+        attention()
+        return
     device, dtype = torch.device("cuda"), getattr(torch, args.dtype)
     torch.manual_seed(0)
     table, sums = {}, {}

@@ -12,7 +12,7 @@ def build_engine(config, model, tokenizer) -> RolloutEngine:  # noqa: ANN001 - c
 
         engine = FastHFEngine(model, tokenizer)
         triton = config.rollout.decode_kernels == "triton"  # each kernel is still used only where Triton runs
-        engine.attention, engine.sampling, engine.linear = ("triton",) * 3 if triton else ("plain", "torch", "torch")
+        engine.attention, engine.sampling = ("triton", "triton") if triton else ("plain", "torch")
         return engine
     if config.rollout.engine == "hf":
         from rlkit.rollout.hf import HFEngine

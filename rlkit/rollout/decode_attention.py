@@ -4,13 +4,16 @@ The plain path (`FastHFEngine._attend`) runs a batched matmul for the scores, a 
 static cache (masked), and a second batched matmul: three kernels a layer, each over every slot of the cache,
 and the softmax writes fp32 scores out and back. On the 0.5B reference shape those took ~25 us a layer,
 ~0.55 ms of a 2 ms decode step (kernel profile in docs/BENCHMARKS.md). Here, split over the cache's length
-(as flash-decoding does), two kernels:
+(as flash-decoding does):
 
 - one program per (row, KV head, chunk of CHUNK slots) holds the query heads of its group ([groups, D], padded
   to 16 rows for `tl.dot`) and writes its chunk's max score, exp-sum and weighted V sum (fp32); many short
   programs keep many loads in flight, where one program per (row, KV head) walking the cache waited on each;
-- a second kernel per (row, head) merges the chunks;
-- both read the attended length from the device (`slot + 1`, the slot this step's token was written to), so one
+- the merge of the chunks: by default (`FOLD`, caches of up to FOLD_MAX_SPLITS chunks) the last program of a
+  (row, KV head) to finish, found by a ticket from an atomic counter, merges them in chunk order and writes the
+  output (no second kernel; that program zeroes the counter again, so graph replays find it zero); else a second
+  kernel per (row, head) merges;
+- the kernels read the attended length from the device (`slot + 1`, the slot this step's token was written to), so one
   captured CUDA graph serves every length; chunks past the filled part exit without reading anything;
 - slots that are not valid for a row (left padding of its prompt) are masked from `valid` [B, Lmax].
 
@@ -31,6 +34,9 @@ except ImportError:  # CPU-only installs: the engine keeps its plain attention
 
 CHUNK = 128  # cache slots per program of the first kernel
 FOLD = True  # the last chunk program of a (row, KV head) merges (ticket from an atomic counter): no merge kernel
+# (H200, reference shape: 13.5 us a layer against 10.5 + 4.4 us with the merge kernel; docs/BENCHMARKS.md)
+FOLD_MAX_SPLITS = 8  # longer caches keep the merge kernel: the fold's last program merges its chunks one by one,
+# measured only at 5 chunks (the reference's 576 slots), not at the long preset's 26 (3,328 slots)
 COUNTERS = 1 << 16  # tickets for the fold (int32, zero between calls)
 _counters: dict[torch.device, torch.Tensor] = {}
 
@@ -145,7 +151,7 @@ def decode_attention(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, 
     stats = torch.empty((2, batch, heads, splits), dtype=torch.float32, device=q.device)
     partial = torch.empty((batch, heads, splits, head_dim), dtype=torch.float32, device=q.device)
     out = torch.empty((batch, heads, head_dim), dtype=q.dtype, device=q.device)
-    fold = FOLD and batch * kv_heads <= COUNTERS
+    fold = FOLD and splits <= FOLD_MAX_SPLITS and batch * kv_heads <= COUNTERS
     _partial_kernel[(batch, kv_heads, splits)](
         q, keys, values, valid, slot, stats[0], stats[1], partial, _counter(q.device) if fold else slot, out,
         q.stride(0), q.stride(1), keys.stride(0), keys.stride(1), keys.stride(2),

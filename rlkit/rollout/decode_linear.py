@@ -16,6 +16,11 @@ the split-K down projection (docs/BENCHMARKS.md). Here one kernel per call:
 
 `decode_linear` is a torch.library custom op, opaque to torch.compile like rlkit's decode attention. fp32 inputs use
 IEEE products (greedy decoding in fp32 is checked against transformers `generate`).
+
+Measured, and off by default (`FastHFEngine.linear = "torch"`): on an H200 at 128 rows its best config lost to
+cuBLAS on every 0.5B projection (q|k|v 5.64 vs 4.55 us, o 5.04 vs 4.19, gate|up 11.43 vs 8.41, down 10.90 vs 8.35
+with cuBLAS's reduce kernel; 33.0 vs 25.5 us a layer), and the decode step with it was slower (1.831 vs 1.750 ms);
+docs/BENCHMARKS.md, a fourth session. Kept, with its micro-benchmark, as the measured baseline for a faster kernel.
 """
 
 from __future__ import annotations
@@ -37,7 +42,12 @@ COUNTERS = 1 << 16  # tickets for split-K tiles (int32, zero between calls)
 _counters: dict[torch.device, torch.Tensor] = {}
 # (block_m, block_n, block_k, split_k, num_warps, num_stages) per (rows, out_features, in_features, dtype name);
 # filled from scripts/decode_gemm_bench.py on an H200 (docs/BENCHMARKS.md); `pick` adds what it measures
-TABLE: dict[tuple[int, int, int, str], tuple[int, int, int, int, int, int]] = {}
+TABLE: dict[tuple[int, int, int, str], tuple[int, int, int, int, int, int]] = {
+    (128, 1152, 896, "bfloat16"): (128, 16, 128, 1, 4, 4),  # 0.5B q|k|v, H200, 2026-12-02
+    (128, 896, 896, "bfloat16"): (128, 16, 128, 1, 4, 4),  # 0.5B o
+    (128, 9728, 896, "bfloat16"): (128, 64, 64, 1, 4, 4),  # 0.5B gate|up
+    (128, 896, 4864, "bfloat16"): (128, 32, 128, 4, 4, 4),  # 0.5B down
+}
 PICK = True  # time candidates for a shape missing from TABLE (when not capturing a graph)
 
 

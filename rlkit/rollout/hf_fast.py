@@ -123,7 +123,9 @@ class FastHFEngine(InProcessEngine):
         self.sampling = (
             "triton"  # temperature sampling in decode steps: "triton" (one pass, where available) or "torch"
         )
-        self.linear = "triton"  # decode steps' projections: "triton" (rollout/decode_linear.py, where available) or "torch"
+        # decode steps' projections: "torch" (F.linear: cuBLAS) or "triton" (rollout/decode_linear.py, where available;
+        # off: slower than cuBLAS on an H200 at 128 rows, docs/BENCHMARKS.md, a fourth session)
+        self.linear = "torch"
         self.stats: dict[str, float] = {}  # token counts since the caller last cleared it (rlkit bench reads them)
         self._states: dict[tuple, DecodeState] = {}
         self._fused: dict[int, _FusedLayer] = {}
