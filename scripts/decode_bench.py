@@ -5,7 +5,9 @@ the steady decode loop and the learner's LM head, ours against Liger's fused lin
 Variants: `plain` is the batched-matmul attention over the whole cache every step; `triton` the Triton
 decode-attention kernels over the filled part (rlkit/rollout/decode_attention.py); `+torchsample` samples with the
 compiled torch ops (noise drawn by `exponential_`) instead of the one-pass kernel (rlkit/rollout/decode_sampling.py);
-`+autotune` compiles the step with mode max-autotune-no-cudagraphs. (Two levers measured with
+`+autotune` compiles the step with mode max-autotune-no-cudagraphs; `+tlinear` runs the decode step's projections
+through the Triton skinny GEMM (rlkit/rollout/decode_linear.py; without it, cuBLAS); `+fold` merges the attention
+chunks in the last chunk program instead of a merge kernel (decode_attention.FOLD; without it, the merge kernel). (Two levers measured with
 this script and then removed, docs/BENCHMARKS.md: graphs per 64/128-slot cache-length bucket with the plain
 attention, and drawing the sampling noise inside the compiled step.) Each variant gets a fresh engine (its own compile and
 graphs), one untimed generate, then `--repeats` timed ones with the same seed; the tokens of every variant are
@@ -26,6 +28,7 @@ import torch
 from rlkit.bench.workload import PRESETS, build_policy, build_tokenizer, prompt_samples
 from rlkit.learner.logprobs import FusedHeadLogprobs, logprobs_from_logits
 from rlkit.models import encode_prompt
+from rlkit.rollout import decode_attention
 from rlkit.rollout.base import SamplingParams
 from rlkit.rollout.hf_fast import FastHFEngine
 
@@ -44,10 +47,13 @@ def timed(fn, device: torch.device, *args) -> float:  # noqa: ANN001, ANN002
 
 
 def engine_for(model, tokenizer, variant: str, stops: bool) -> FastHFEngine:  # noqa: ANN001
-    """`attention[+torchsample][+autotune]`: the attention path; sampling by the compiled torch ops instead of the
-    one-pass Triton kernel; the decode step compiled with mode max-autotune-no-cudagraphs (GEMMs autotuned)."""
+    """`attention[+torchsample][+autotune][+tlinear][+fold]`: the attention path; sampling by the compiled torch ops
+    instead of the one-pass Triton kernel; the decode step compiled with mode max-autotune-no-cudagraphs (GEMMs
+    autotuned); projections by the Triton decode linear; the attention merge folded into the chunk kernel."""
     attention, *flags = variant.split("+")
+    decode_attention.FOLD = "fold" in flags  # read when the step is captured (each variant captures afresh)
     engine = FastHFEngine(model, tokenizer)
+    engine.linear = "triton" if "tlinear" in flags else "torch"
     if not stops:
         engine.stop_ids = set()
     engine.attention = attention

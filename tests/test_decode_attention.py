@@ -16,11 +16,14 @@ pytest.importorskip("triton")
 
 SCRIPT = r"""
 import torch
+from rlkit.rollout import decode_attention as module
 from rlkit.rollout.decode_attention import decode_attention
 
 torch.manual_seed(0)
 worst = {}
-for dtype, groups, head_dim in ((torch.float32, 7, 64), (torch.float16, 6, 128)):
+for fold, dtype, groups, head_dim in ((True, torch.float32, 7, 64), (True, torch.float16, 6, 128),
+                                      (False, torch.float32, 7, 64), (False, torch.float16, 6, 128)):
+    module.FOLD = fold  # the merge folded into the last chunk program, or the separate merge kernel
     for slot in (5, 127, 130, 149):  # one chunk, a chunk's last slot, two chunks, the cache's last slot
         batch, kv_heads, length = 3, 2, 150
         q = torch.randn(batch, kv_heads * groups, head_dim).to(dtype)
@@ -35,11 +38,13 @@ for dtype, groups, head_dim in ((torch.float32, 7, 64), (torch.float16, 6, 128))
         expected = torch.einsum("bhl,bhld->bhd", scores.softmax(-1), v)
         error = (out.float() - expected).abs().nan_to_num(nan=float("inf")).max()  # a NaN fails, not hides
         worst[str(dtype)] = max(worst.get(str(dtype), 0.0), float(error))
+        if fold:
+            assert int(module._counters[torch.device("cpu")].abs().sum()) == 0  # tickets zeroed for the next call
 print(worst["torch.float32"], worst["torch.float16"])
 """
 
 
-def test_kernels_equal_plain_attention_with_left_padding_and_chunk_edges() -> None:
+def test_kernels_equal_plain_attention_with_left_padding_and_chunk_edges_merged_either_way() -> None:
     env = {**os.environ, "TRITON_INTERPRET": "1", "OMP_NUM_THREADS": "1"}
     done = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -4,13 +4,16 @@ The plain path (`FastHFEngine._attend`) runs a batched matmul for the scores, a 
 static cache (masked), and a second batched matmul: three kernels a layer, each over every slot of the cache,
 and the softmax writes fp32 scores out and back. On the 0.5B reference shape those took ~25 us a layer,
 ~0.55 ms of a 2 ms decode step (kernel profile in docs/BENCHMARKS.md). Here, split over the cache's length
-(as flash-decoding does), two kernels:
+(as flash-decoding does):
 
 - one program per (row, KV head, chunk of CHUNK slots) holds the query heads of its group ([groups, D], padded
   to 16 rows for `tl.dot`) and writes its chunk's max score, exp-sum and weighted V sum (fp32); many short
   programs keep many loads in flight, where one program per (row, KV head) walking the cache waited on each;
-- a second kernel per (row, head) merges the chunks;
-- both read the attended length from the device (`slot + 1`, the slot this step's token was written to), so one
+- the merge of the chunks: by default (`FOLD`, caches of up to FOLD_MAX_SPLITS chunks) the last program of a
+  (row, KV head) to finish, found by a ticket from an atomic counter, merges them in chunk order and writes the
+  output (no second kernel; that program zeroes the counter again, so graph replays find it zero); else a second
+  kernel per (row, head) merges;
+- the kernels read the attended length from the device (`slot + 1`, the slot this step's token was written to), so one
   captured CUDA graph serves every length; chunks past the filled part exit without reading anything;
 - slots that are not valid for a row (left padding of its prompt) are masked from `valid` [B, Lmax].
 
@@ -30,6 +33,12 @@ except ImportError:  # CPU-only installs: the engine keeps its plain attention
     triton = None
 
 CHUNK = 128  # cache slots per program of the first kernel
+FOLD = True  # the last chunk program of a (row, KV head) merges (ticket from an atomic counter): no merge kernel
+# (H200, reference shape: 13.5 us a layer against 10.5 + 4.4 us with the merge kernel; docs/BENCHMARKS.md)
+FOLD_MAX_SPLITS = 8  # longer caches keep the merge kernel: the fold's last program merges its chunks one by one,
+# measured only at 5 chunks (the reference's 576 slots), not at the long preset's 26 (3,328 slots)
+COUNTERS = 1 << 16  # tickets for the fold (int32, zero between calls)
+_counters: dict[torch.device, torch.Tensor] = {}
 
 
 def available(head_dim: int, device: torch.device) -> bool:
@@ -40,11 +49,13 @@ def available(head_dim: int, device: torch.device) -> bool:
 if triton is not None:
 
     @triton.jit
-    def _partial_kernel(q_ptr, k_ptr, v_ptr, valid_ptr, slot_ptr, m_ptr, sum_ptr, acc_ptr,
+    def _partial_kernel(q_ptr, k_ptr, v_ptr, valid_ptr, slot_ptr, m_ptr, sum_ptr, acc_ptr, count_ptr, out_ptr,
                         stride_qb, stride_qh, stride_kb, stride_kh, stride_kl, stride_vb, stride_vh, stride_vl,
-                        stride_mb, scale, HEADS: tl.constexpr, SPLITS: tl.constexpr, GROUPS: tl.constexpr,
-                        G_PAD: tl.constexpr, D: tl.constexpr, CHUNK: tl.constexpr, PRECISION: tl.constexpr):
-        """Softmax statistics and the weighted V sum of one chunk of CHUNK slots, for the query heads of a KV head."""
+                        stride_mb, stride_ob, stride_oh, scale, HEADS: tl.constexpr, SPLITS: tl.constexpr,
+                        GROUPS: tl.constexpr, G_PAD: tl.constexpr, D: tl.constexpr, CHUNK: tl.constexpr,
+                        PRECISION: tl.constexpr, FOLD: tl.constexpr):
+        """Softmax statistics and the weighted V sum of one chunk of CHUNK slots, for the query heads of a KV head;
+        with FOLD, the last program of the (row, KV head) to finish merges every chunk into the output."""
         row = tl.program_id(0)
         kv_head = tl.program_id(1)
         split = tl.program_id(2)
@@ -72,6 +83,30 @@ if triton is not None:
             tl.store(m_ptr + stat, m, mask=g < GROUPS)
             tl.store(sum_ptr + stat, tl.sum(p, 1), mask=g < GROUPS)
             tl.store(acc_ptr + stat[:, None] * D + d[None, :], acc, mask=(g < GROUPS)[:, None])
+            if FOLD:
+                used = (length + CHUNK - 1) // CHUNK  # chunks holding slots [0, slot]: each takes one ticket
+                tl.debug_barrier()  # every thread's statistics are written before the ticket (release)
+                counter = count_ptr + row * tl.num_programs(1) + kv_head
+                ticket = tl.atomic_add(counter, 1, sem="acq_rel")
+                if ticket == used - 1:  # the last one: merge in chunk order (the result does not depend on who)
+                    first = (row * HEADS + heads) * SPLITS
+                    top = tl.full((G_PAD,), -1.0e30, tl.float32)
+                    for c in range(0, used):
+                        top = tl.maximum(top, tl.load(m_ptr + first + c, mask=g < GROUPS, other=-1.0e30,
+                                                      cache_modifier=".cg"))
+                    total = tl.zeros((G_PAD,), dtype=tl.float32)
+                    merged = tl.zeros((G_PAD, D), dtype=tl.float32)
+                    for c in range(0, used):
+                        weight = tl.exp(tl.load(m_ptr + first + c, mask=g < GROUPS, other=-1.0e30,
+                                                cache_modifier=".cg") - top)
+                        total += weight * tl.load(sum_ptr + first + c, mask=g < GROUPS, other=0.0, cache_modifier=".cg")
+                        part = tl.load(acc_ptr + (first + c)[:, None] * D + d[None, :], mask=(g < GROUPS)[:, None],
+                                       other=0.0, cache_modifier=".cg")
+                        merged += part * weight[:, None]
+                    merged = merged / tl.where(g < GROUPS, total, 1.0)[:, None]
+                    tl.store(out_ptr + row * stride_ob + heads[:, None] * stride_oh + d[None, :],
+                             merged.to(out_ptr.dtype.element_ty), mask=(g < GROUPS)[:, None])
+                    tl.atomic_xchg(counter, 0)  # zero for the next call (graph replays included)
 
     @triton.jit
     def _combine_kernel(m_ptr, sum_ptr, acc_ptr, slot_ptr, out_ptr, stride_ob, stride_oh, HEADS: tl.constexpr,
@@ -93,6 +128,15 @@ if triton is not None:
         tl.store(out_ptr + row * stride_ob + head * stride_oh + d, out.to(out_ptr.dtype.element_ty))
 
 
+def _counter(device: torch.device) -> torch.Tensor:
+    counter = _counters.get(device)
+    if counter is None:
+        if device.type == "cuda" and torch.cuda.is_current_stream_capturing():  # zeros made during a capture would be zeroed only on replay
+            raise RuntimeError("decode_attention: run it once before capturing a CUDA graph (its tickets need zeros)")
+        counter = _counters[device] = torch.zeros(COUNTERS, dtype=torch.int32, device=device)
+    return counter
+
+
 @torch.library.custom_op("rlkit::decode_attention", mutates_args=())
 def decode_attention(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, valid: torch.Tensor,
                      slot: torch.Tensor, scale: float) -> torch.Tensor:
@@ -107,13 +151,17 @@ def decode_attention(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, 
     stats = torch.empty((2, batch, heads, splits), dtype=torch.float32, device=q.device)
     partial = torch.empty((batch, heads, splits, head_dim), dtype=torch.float32, device=q.device)
     out = torch.empty((batch, heads, head_dim), dtype=q.dtype, device=q.device)
+    fold = FOLD and splits <= FOLD_MAX_SPLITS and batch * kv_heads <= COUNTERS
     _partial_kernel[(batch, kv_heads, splits)](
-        q, keys, values, valid, slot, stats[0], stats[1], partial,
+        q, keys, values, valid, slot, stats[0], stats[1], partial, _counter(q.device) if fold else slot, out,
         q.stride(0), q.stride(1), keys.stride(0), keys.stride(1), keys.stride(2),
-        values.stride(0), values.stride(1), values.stride(2), valid.stride(0), scale,
+        values.stride(0), values.stride(1), values.stride(2), valid.stride(0), out.stride(0), out.stride(1), scale,
         HEADS=heads, SPLITS=splits, GROUPS=groups, G_PAD=max(16, triton.next_power_of_2(groups)), D=head_dim,
         CHUNK=CHUNK, PRECISION="ieee" if q.dtype == torch.float32 else "tf32",  # fp32: exact products; else unused
+        FOLD=fold,
     )
+    if fold:
+        return out
     _combine_kernel[(batch, heads)](stats[0], stats[1], partial, slot, out, out.stride(0), out.stride(1),
                                     HEADS=heads, SPLITS=splits, S_PAD=triton.next_power_of_2(splits), D=head_dim,
                                     CHUNK=CHUNK)
