@@ -217,11 +217,13 @@ class LearnerConfig(Section):
         description="the fused LM head's per-chunk log-softmax/entropy and gradient passes on CUDA: triton = one-pass Triton "
                     "kernels (where Triton imports), torch = torch.compile'd torch ops.",
     )
-    keep_head_logits: bool = Field(
-        True,
-        description="fused LM head: keep each chunk's bf16 logits from forward for backward instead of recomputing them (one "
-                    "GEMM less a chunk, -6% train step on the reference shape); holds tokens x vocab x 2 bytes a micro-batch "
-                    "until its backward (+5.2 GiB at 32 x 576 tokens, ~10 GB at 32,768 tokens with a 151,936 vocabulary).",
+    keep_head_logits_gib: float = Field(
+        12.0,
+        ge=0.0,
+        description="fused LM head: keep each chunk's logits from forward for backward instead of recomputing them (one GEMM "
+                    "less a chunk, -6% train step on the reference shape) when a micro-batch's logits take at most this many "
+                    "GiB (tokens x vocab x 2 bytes in bf16: 5.2 GiB at 32 x 576 tokens, 8.5 GiB at 29,952 tokens with a "
+                    "151,936 vocabulary); longer micro-batches recompute them. 0 = always recompute.",
     )
 
 

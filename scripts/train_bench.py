@@ -5,7 +5,7 @@ per setting of its levers, then (optionally) a kernel profile of one steady step
 Variants are `-`-joined settings: `mbN` rows per padded micro-batch (learner.micro_batch_size), `tN` a packed token
 budget (learner.micro_batch_tokens), `cN` the fused LM head's chunk (learner.logprob_chunk_size), `nolc` the
 learner not compiled, `headk` the fused head's one-pass Triton kernels (learner.head_kernels: triton; without it the
-compiled torch ops), `keep` its logits kept from forward for backward (learner.keep_head_logits), `regional` each
+compiled torch ops), `keep` its logits kept from forward for backward (learner.keep_head_logits_gib), `regional` each
 decoder layer compiled on its own (learner.compile_scope: layers; without it the whole body). The preset's own settings
 fill the rest. Each new body shape or compile scope compiles afresh (torch._dynamo.reset()), then `--warmup` untimed
 steps (the first one's seconds include compiling: for a cold compile run each scope first in its own process with
@@ -60,7 +60,7 @@ def random_batch(w, generator: torch.Generator) -> TokenBatch:  # noqa: ANN001
 
 def settings(w, variant: str) -> tuple:  # noqa: ANN001
     mb, tokens, chunk, compiled = w.micro_batch_size, w.micro_batch_tokens, 4096, True
-    options = {"head_kernels": "torch", "keep_head_logits": False, "compile_scope": "body"}
+    options = {"head_kernels": "torch", "keep_head_logits_gib": 0.0, "compile_scope": "body"}
     for part in variant.split("-"):
         if part.startswith("mb"):
             mb, tokens = int(part[2:]), 0
@@ -73,7 +73,7 @@ def settings(w, variant: str) -> tuple:  # noqa: ANN001
         elif part == "headk":
             options["head_kernels"] = "triton"
         elif part == "keep":
-            options["keep_head_logits"] = True
+            options["keep_head_logits_gib"] = 1e6  # always
         elif part == "regional":
             options["compile_scope"] = "layers"
         elif part not in ("base", ""):

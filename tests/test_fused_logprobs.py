@@ -48,6 +48,30 @@ def test_sequence_logprobs_chunked_equals_whole() -> None:
     assert whole[:, 0].abs().sum() == 0
 
 
+def test_head_logits_kept_only_within_the_memory_limit() -> None:
+    """keep_head_logits_gib: the chunks' logits are saved for backward only when the micro-batch's fit the limit,
+    and gradients are the same either way."""
+    model = build_tiny_model("tiny", seed=3)
+    ids = torch.randint(0, 100, (3, 9))
+    vocab = model.get_output_embeddings().weight.shape[0]
+    logits_bytes = 3 * 8 * vocab * 4  # 24 scored tokens, fp32 here
+
+    def run(limit_gib: float) -> tuple[int, list[torch.Tensor]]:
+        saved = []
+        model.zero_grad()
+        with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t.numel()) or t, lambda t: t):
+            lp, ent = sequence_logprobs(model, ids, torch.ones_like(ids), with_entropy=True, chunk_size=10,
+                                        keep_head_logits_gib=limit_gib)
+        (lp.sum() + 0.1 * ent.sum()).backward()
+        return sum(saved), [p.grad.clone() for p in model.parameters()]
+
+    held, grads = run(logits_bytes / 2**30)  # exactly fits
+    held_none, grads_none = run(logits_bytes / 2**30 * 0.99)  # just short: recomputed in backward
+    assert held - held_none == 24 * vocab  # three chunks of logits (10 + 10 + 4 rows), saved
+    assert run(0)[0] == held_none
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(grads, grads_none))
+
+
 def test_head_with_a_bias_matches_plain_autograd() -> None:
     """A biased head (the bench's stop-token bias) keeps the fused path: values and all three gradients."""
     torch.manual_seed(3)

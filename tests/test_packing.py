@@ -116,9 +116,9 @@ def test_out_of_memory_names_the_knobs() -> None:
     assert any("learner.logprob_chunk_size: 4096" in k for k in knobs)
     assert any("learner.gradient_checkpointing: true" in k for k in knobs)
     kept = knobs_to_turn(LearnerConfig(micro_batch_tokens=8192, logprob_chunk_size=4096), 1, 9000)
-    assert any("learner.keep_head_logits: false" in k for k in kept)  # the fused head's held logits (on by default)
+    assert any("lower learner.keep_head_logits_gib (now 12" in k for k in kept)  # the fused head's held logits (default)
     turned = knobs_to_turn(LearnerConfig(micro_batch_tokens=8192, logprob_chunk_size=4096, gradient_checkpointing=True,
-                                         keep_head_logits=False), 1, 9000)
+                                         keep_head_logits_gib=0), 1, 9000)
     assert turned == ["lower rollout.max_new_tokens (the longest sequence sets the least a micro-batch holds)"]
 
 

@@ -200,7 +200,7 @@ def sequence_logprobs(
     compile_body: bool = False,
     compile_scope: str = "layers",
     head_kernels: str = "triton",
-    keep_head_logits: bool = False,
+    keep_head_logits_gib: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Returns [B, L] tensors where column t scores token t given tokens < t (column 0 is 0).
 
@@ -210,8 +210,9 @@ def sequence_logprobs(
     left out so transformers builds a block-diagonal mask and packed sequences never see each other.
     `compile_body` runs the transformer body through torch.compile on CUDA (fused norms, rotary and
     activations in forward and backward; compiled once per model, recompiled for new shapes); `compile_scope`
-    "layers" compiles each decoder layer instead of the whole body (`compiled_body`). `head_kernels` and
-    `keep_head_logits` go to `fused_head_logprobs` (the chunk kernels on CUDA; logits kept for backward).
+    "layers" compiles each decoder layer instead of the whole body (`compiled_body`). `head_kernels` goes to
+    `fused_head_logprobs` (the chunk kernels on CUDA); the chunks' logits are kept for backward when all of this
+    micro-batch's take at most `keep_head_logits_gib` GiB.
     """
     if position_ids is not None:
         attention_mask = None
@@ -222,7 +223,9 @@ def sequence_logprobs(
     head = model.get_output_embeddings()
     zeros = hidden.new_zeros((input_ids.shape[0], 1), dtype=torch.float)
     if chunk_size:
-        lp, ent = fused_head_logprobs(hidden, head, targets, chunk_size, head_kernels, keep_head_logits)
+        logits_bytes = targets.numel() * head.weight.shape[0] * hidden.element_size()
+        keep = 0 < logits_bytes <= keep_head_logits_gib * 2**30
+        lp, ent = fused_head_logprobs(hidden, head, targets, chunk_size, head_kernels, keep)
         return torch.cat([zeros, lp], dim=1), (torch.cat([zeros, ent], dim=1) if with_entropy else None)
     lp, ent = logprobs_from_logits(head(hidden), targets, with_entropy)
     return torch.cat([zeros, lp], dim=1), (torch.cat([zeros, ent], dim=1) if with_entropy else None)

@@ -23,8 +23,9 @@ def knobs_to_turn(config: LearnerConfig, rows: int, width: int) -> list[str]:
                      f"or lower learner.micro_batch_size (now {config.micro_batch_size})")
     if not config.logprob_chunk_size:
         knobs.append("set learner.logprob_chunk_size: 4096 (no fp32 logits kept for backward)")
-    if config.logprob_chunk_size and config.keep_head_logits:
-        knobs.append("set learner.keep_head_logits: false (the LM head's logits recomputed in backward, not held)")
+    if config.logprob_chunk_size and config.keep_head_logits_gib:
+        knobs.append(f"lower learner.keep_head_logits_gib (now {config.keep_head_logits_gib:g}; 0 = the LM head's logits "
+                     "recomputed in backward, not held)")
     if not config.gradient_checkpointing:
         knobs.append("set learner.gradient_checkpointing: true")
     knobs.append("lower rollout.max_new_tokens (the longest sequence sets the least a micro-batch holds)")

@@ -79,7 +79,7 @@ class TorchLearner:
     def _logprob_options(self) -> dict:
         c = self.config
         return {"compile_body": c.compile, "compile_scope": c.compile_scope, "head_kernels": c.head_kernels,
-                "keep_head_logits": c.keep_head_logits}
+                "keep_head_logits_gib": c.keep_head_logits_gib}
 
     def _guarded(self, micro: PackedMicroBatch | TokenBatch, run: Callable[[], T]) -> T:
         """`run()`, with a CUDA out-of-memory turned into an error naming the knobs to turn."""
