@@ -5,11 +5,11 @@ the steady decode loop and the learner's LM head, ours against Liger's fused lin
 Variants: `plain` is the batched-matmul attention over the whole cache every step; `triton` the Triton
 decode-attention kernels over the filled part (rlkit/rollout/decode_attention.py); `+torchsample` samples with the
 compiled torch ops (noise drawn by `exponential_`) instead of the one-pass kernel (rlkit/rollout/decode_sampling.py);
-`+autotune` compiles the step with mode max-autotune-no-cudagraphs; `+tlinear` runs the decode step's projections
-through the Triton skinny GEMM (rlkit/rollout/decode_linear.py; without it, cuBLAS); `+fold` merges the attention
-chunks in the last chunk program instead of a merge kernel (decode_attention.FOLD; without it, the merge kernel). (Two levers measured with
+`+autotune` compiles the step with mode max-autotune-no-cudagraphs; `+fold` merges the attention
+chunks in the last chunk program instead of a merge kernel (decode_attention.FOLD; without it, the merge kernel). (Three levers measured with
 this script and then removed, docs/BENCHMARKS.md: graphs per 64/128-slot cache-length bucket with the plain
-attention, and drawing the sampling noise inside the compiled step.) Each variant gets a fresh engine (its own compile and
+attention, drawing the sampling noise inside the compiled step, and a Triton skinny GEMM for the projections,
+`+tlinear`, at commit cf9f45d.) Each variant gets a fresh engine (its own compile and
 graphs), one untimed generate, then `--repeats` timed ones with the same seed; the tokens of every variant are
 compared with the first variant's (sampling noise is seeded, so a difference means different logits).
 
@@ -47,13 +47,12 @@ def timed(fn, device: torch.device, *args) -> float:  # noqa: ANN001, ANN002
 
 
 def engine_for(model, tokenizer, variant: str, stops: bool) -> FastHFEngine:  # noqa: ANN001
-    """`attention[+torchsample][+autotune][+tlinear][+fold]`: the attention path; sampling by the compiled torch ops
+    """`attention[+torchsample][+autotune][+fold]`: the attention path; sampling by the compiled torch ops
     instead of the one-pass Triton kernel; the decode step compiled with mode max-autotune-no-cudagraphs (GEMMs
-    autotuned); projections by the Triton decode linear; the attention merge folded into the chunk kernel."""
+    autotuned); the attention merge folded into the chunk kernel."""
     attention, *flags = variant.split("+")
     decode_attention.FOLD = "fold" in flags  # read when the step is captured (each variant captures afresh)
     engine = FastHFEngine(model, tokenizer)
-    engine.linear = "triton" if "tlinear" in flags else "torch"
     if not stops:
         engine.stop_ids = set()
     engine.attention = attention

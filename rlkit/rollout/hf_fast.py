@@ -40,8 +40,6 @@ from rlkit.errors import ConfigError
 from rlkit.rollout.base import Completion, SamplingParams
 from rlkit.rollout.decode_attention import available as decode_attention_available
 from rlkit.rollout.decode_attention import decode_attention
-from rlkit.rollout.decode_linear import available as decode_linear_available
-from rlkit.rollout.decode_linear import decode_linear
 from rlkit.rollout.decode_sampling import available as decode_sampling_available
 from rlkit.rollout.decode_sampling import gumbel_sample
 from rlkit.rollout.decode_state import DecodeState
@@ -123,9 +121,6 @@ class FastHFEngine(InProcessEngine):
         self.sampling = (
             "triton"  # temperature sampling in decode steps: "triton" (one pass, where available) or "torch"
         )
-        # decode steps' projections: "torch" (F.linear: cuBLAS) or "triton" (rollout/decode_linear.py, where available;
-        # off: slower than cuBLAS on an H200 at 128 rows, docs/BENCHMARKS.md, a fourth session)
-        self.linear = "torch"
         self.stats: dict[str, float] = {}  # token counts since the caller last cleared it (rlkit bench reads them)
         self._states: dict[tuple, DecodeState] = {}
         self._fused: dict[int, _FusedLayer] = {}
@@ -156,7 +151,7 @@ class FastHFEngine(InProcessEngine):
         batch, length, _ = hidden.shape
         head_dim = attn.head_dim
         fused = self._fused[id(layer)]
-        q, k, v = self._linear(hidden, fused.qkv_weight, fused.qkv_bias).split(fused.qkv_sizes, dim=-1)
+        q, k, v = F.linear(hidden, fused.qkv_weight, fused.qkv_bias).split(fused.qkv_sizes, dim=-1)
         q, k, v = (t.view(batch, length, -1, head_dim) for t in (q, k, v))
         if hasattr(attn, "q_norm"):  # Qwen3
             q, k = attn.q_norm(q), attn.k_norm(k)
@@ -168,7 +163,7 @@ class FastHFEngine(InProcessEngine):
         write(values, v)
         if kernel is not None:  # one token a row: [B, H, D] against slots [0, slot] in one kernel
             out = decode_attention(q[:, :, 0], keys, values, kernel[0], kernel[1], attn.scaling)
-            return self._project(attn.o_proj, out.reshape(batch, 1, -1))
+            return attn.o_proj(out.reshape(batch, 1, -1))
         kv_heads = keys.shape[1]
         groups = q.shape[1] // kv_heads
         # grouped-query attention without repeating K/V: [B, KVH, groups*T, D] @ [B, KVH, D, L]
@@ -177,24 +172,12 @@ class FastHFEngine(InProcessEngine):
         scores = scores.view(batch, kv_heads, groups, length, -1).masked_fill(~mask[:, None, None], float("-inf"))
         weights = torch.softmax(scores.float(), dim=-1).to(q.dtype).view(batch, kv_heads, groups * length, -1)
         out = torch.matmul(weights, values).view(batch, kv_heads * groups, length, head_dim)
-        return self._project(attn.o_proj, out.transpose(1, 2).reshape(batch, length, -1))
+        return attn.o_proj(out.transpose(1, 2).reshape(batch, length, -1))
 
     def _mlp(self, layer: torch.nn.Module, hidden: torch.Tensor) -> torch.Tensor:
         mlp, fused = layer.mlp, self._fused[id(layer)]
-        gate, up = self._linear(hidden, fused.gate_up_weight, fused.gate_up_bias).chunk(2, dim=-1)
-        return self._project(mlp.down_proj, mlp.act_fn(gate) * up)
-
-    def _linear(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-        """F.linear, or in decode steps (one token a row, CUDA, Triton) the skinny-GEMM kernel of decode_linear."""
-        if self.linear == "triton" and x.shape[-2] == 1 and decode_linear_available(x.device):
-            return decode_linear(x, weight, bias)
-        return F.linear(x, weight, bias)
-
-    def _project(self, module: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
-        """`module(x)`; a plain nn.Linear in a decode step goes through `_linear` (wrapped ones keep their forward)."""
-        if type(module) is torch.nn.Linear:
-            return self._linear(x, module.weight, module.bias)
-        return module(x)
+        gate, up = F.linear(hidden, fused.gate_up_weight, fused.gate_up_bias).chunk(2, dim=-1)
+        return mlp.down_proj(mlp.act_fn(gate) * up)
 
     @torch.no_grad()
     def refresh_fused_weights(self) -> None:
