@@ -88,13 +88,15 @@ class PolicyLogprobs(torch.nn.Module):
     """The module DeepSpeed wraps: forward returns per-token (logprobs, entropy), not logits,
     so the engine's forward/backward hooks see the tensors the loss is built from."""
 
-    def __init__(self, policy: torch.nn.Module, chunk_size: int):
+    def __init__(self, policy: torch.nn.Module, chunk_size: int, head_kernels: str = "triton", keep_head_logits_gib: float = 0.0):
         super().__init__()
         self.policy, self.chunk_size = policy, chunk_size
+        self.head_options = {"head_kernels": head_kernels, "keep_head_logits_gib": keep_head_logits_gib}
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, with_entropy: bool = False,
                 position_ids: torch.Tensor | None = None):  # noqa: ANN201
-        return sequence_logprobs(self.policy, input_ids, attention_mask, with_entropy, self.chunk_size, position_ids=position_ids)
+        return sequence_logprobs(self.policy, input_ids, attention_mask, with_entropy, self.chunk_size, position_ids=position_ids,
+                                 **self.head_options)
 
 
 class DeepSpeedLearner:
@@ -116,7 +118,7 @@ class DeepSpeedLearner:
         if config.gradient_checkpointing:
             policy.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         self.bf16 = use_bf16(device)
-        wrapper = PolicyLogprobs(policy, config.logprob_chunk_size)
+        wrapper = PolicyLogprobs(policy, config.logprob_chunk_size, config.head_kernels, config.keep_head_logits_gib)
         params = [p for p in wrapper.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=config.weight_decay, betas=(0.9, 0.99))
         scheduler = torch.optim.lr_scheduler.LambdaLR(
