@@ -6,7 +6,10 @@ Variants: `plain` is the batched-matmul attention over the whole cache every ste
 decode-attention kernels over the filled part (rlkit/rollout/decode_attention.py); `+torchsample` samples with the
 compiled torch ops (noise drawn by `exponential_`) instead of the one-pass kernel (rlkit/rollout/decode_sampling.py);
 `+autotune` compiles the step with mode max-autotune-no-cudagraphs; `+fold` merges the attention
-chunks in the last chunk program instead of a merge kernel (decode_attention.FOLD; without it, the merge kernel). (Three levers measured with
+chunks in the last chunk program instead of a merge kernel (decode_attention.FOLD; without it, the merge kernel);
+`+norope` rotates q/k and writes the cache with compiled torch ops instead of inside the attention kernel
+(decode_attention.FUSE_ROPE off); `+cN` / `+wN` the kernel's chunk of slots (128) / warps (4); `+pdl` Inductor's
+programmatic dependent launch for its Triton kernels (Hopper); `+cublaslt` cuBLASLt as torch's preferred BLAS. (Three levers measured with
 this script and then removed, docs/BENCHMARKS.md: graphs per 64/128-slot cache-length bucket with the plain
 attention, drawing the sampling noise inside the compiled step, and a Triton skinny GEMM for the projections,
 `+tlinear`, at commit cf9f45d.) Each variant gets a fresh engine (its own compile and
@@ -24,6 +27,7 @@ import statistics
 import time
 
 import torch
+import torch._inductor.config as inductor_config
 
 from rlkit.bench.workload import PRESETS, build_policy, build_tokenizer, prompt_samples
 from rlkit.learner.logprobs import FusedHeadLogprobs, logprobs_from_logits
@@ -47,11 +51,18 @@ def timed(fn, device: torch.device, *args) -> float:  # noqa: ANN001, ANN002
 
 
 def engine_for(model, tokenizer, variant: str, stops: bool) -> FastHFEngine:  # noqa: ANN001
-    """`attention[+torchsample][+autotune][+fold]`: the attention path; sampling by the compiled torch ops
-    instead of the one-pass Triton kernel; the decode step compiled with mode max-autotune-no-cudagraphs (GEMMs
-    autotuned); the attention merge folded into the chunk kernel."""
+    """`attention[+flag...]`: the attention path and the levers of the module docstring, set before the engine
+    compiles and captures its step."""
     attention, *flags = variant.split("+")
     decode_attention.FOLD = "fold" in flags  # read when the step is captured (each variant captures afresh)
+    decode_attention.FUSE_ROPE = "norope" not in flags
+    decode_attention.CHUNK = next((int(f[1:]) for f in flags if f[:1] == "c" and f[1:].isdigit()), 128)
+    decode_attention.NUM_WARPS = next((int(f[1:]) for f in flags if f[:1] == "w" and f[1:].isdigit()), 4)
+    if hasattr(inductor_config.triton, "enable_pdl"):
+        inductor_config.triton.enable_pdl = "pdl" in flags
+    elif "pdl" in flags:
+        print(f"[decode] {variant}: this torch's Inductor has no enable_pdl; the variant runs without it", flush=True)
+    torch.backends.cuda.preferred_blas_library("cublaslt" if "cublaslt" in flags else "cublas")
     engine = FastHFEngine(model, tokenizer)
     if not stops:
         engine.stop_ids = set()
