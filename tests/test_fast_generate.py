@@ -175,3 +175,18 @@ def test_recipe_switches_the_decode_kernels(world, kernels: str, attention: str,
     config = validate_config({"rollout": {"static_cache": True, "decode_kernels": kernels}, "stages": [{"type": "sft"}]}, "test")
     engine = build_engine(config, model, tokenizer)
     assert (type(engine), engine.attention, engine.sampling) == (FastHFEngine, attention, sampling)
+
+
+def test_compiled_decode_step_records_the_same_tokens_as_eager(world) -> None:
+    """The whole step (forward, sampling, bookkeeping in place) under torch.compile, as on GPU, here on CPU."""
+    model, tokenizer = world
+    prompts = _prompts(tokenizer, ["12+7=", "a longer prompt, 99-1="])
+    sampling = SamplingParams(n=2, temperature=0.8, max_new_tokens=12, seed=3)
+    eager = FastHFEngine(model, tokenizer, compile=False).generate(prompts, sampling)
+    engine = FastHFEngine(model, tokenizer, compile=True)
+    compiled = engine.generate(prompts, sampling)
+    assert not engine.compile_failed
+    for ref, got in zip(eager, compiled):
+        assert got.response_ids == ref.response_ids
+        assert got.finish_reason == ref.finish_reason
+        assert got.logprobs == pytest.approx(ref.logprobs, abs=1e-4)

@@ -87,6 +87,29 @@ def sample_tokens(
     return token, (scores.gather(-1, token[:, None]) - log_z).squeeze(-1)
 
 
+def _record(
+    current: torch.Tensor,
+    step: torch.Tensor,
+    done: torch.Tensor,
+    out_tokens: torch.Tensor,
+    out_logprobs: torch.Tensor,
+    token: torch.Tensor,
+    logprob: torch.Tensor,
+    stop: torch.Tensor | None,
+    pad: int,
+) -> None:
+    """Record the sampled token and its log-probability in column `step` (pad and 0 for rows done already),
+    update `done`, make the token the next step's input, advance `step`."""
+    token = torch.where(done, torch.full_like(token, pad), token)
+    logprob = torch.where(done, torch.zeros_like(logprob), logprob)
+    out_tokens.index_copy_(1, step, token[:, None])
+    out_logprobs.index_copy_(1, step, logprob[:, None])
+    if stop is not None:
+        done |= torch.isin(token, stop)
+    current.copy_(token)
+    step += 1
+
+
 @dataclass
 class _FusedLayer:
     qkv_sizes: list[int]
@@ -274,12 +297,10 @@ class FastHFEngine(InProcessEngine):
 
     # ------------------------------------------------------------------ one decode step (captured on GPU)
     def _decode_step(self, state: DecodeState, sampling: SamplingParams, stop: torch.Tensor | None, pad: int) -> None:
-        state.valid.index_fill_(1, state.slot, True)
-        forward = self._compiled or self._decode_and_sample
         fused = self._fused_sampling(state, sampling)
         if state.noise is not None and not fused:
             state.noise.exponential_()
-        sampled = forward(
+        (self._compiled or self._step)(
             state.token,
             state.position,
             state.slot,
@@ -290,10 +311,44 @@ class FastHFEngine(InProcessEngine):
             sampling.temperature,
             sampling.top_p,
             *((state.seed, state.step) if fused else (None, None)),
+            state.step,
+            state.done,
+            state.out_tokens,
+            state.out_logprobs,
+            stop,
+            pad,
         )
-        self._record(state, *sampled, stop, pad)
-        state.slot += 1
-        state.position += 1
+
+    def _step(
+        self,
+        token: torch.Tensor,
+        position: torch.Tensor,
+        slot: torch.Tensor,
+        valid: torch.Tensor,
+        keys: list[torch.Tensor],
+        values: list[torch.Tensor],
+        noise: torch.Tensor | None,
+        temperature: float,
+        top_p: float,
+        seed: torch.Tensor | None,
+        seed_step: torch.Tensor | None,
+        step: torch.Tensor,
+        done: torch.Tensor,
+        out_tokens: torch.Tensor,
+        out_logprobs: torch.Tensor,
+        stop: torch.Tensor | None,
+        pad: int,
+    ) -> None:
+        """A whole decode step on the state's tensors, in place: the slot marked valid, the forward and the sample,
+        the token recorded, slot and position advanced. One function so that torch.compile fuses the bookkeeping
+        (about ten one-microsecond kernels a step when run as separate ops) into few kernels."""
+        valid.index_fill_(1, slot, True)
+        sampled = self._decode_and_sample(
+            token, position, slot, valid, keys, values, noise, temperature, top_p, seed, seed_step
+        )
+        _record(token, step, done, out_tokens, out_logprobs, *sampled, stop, pad)
+        slot += 1
+        position += 1
 
     def _emit(
         self, state: DecodeState, logits: torch.Tensor, sampling: SamplingParams, stop: torch.Tensor | None, pad: int
@@ -302,19 +357,7 @@ class FastHFEngine(InProcessEngine):
         if state.noise is not None:
             state.noise.exponential_()
         token, logprob = sample_tokens(logits, state.noise, sampling.temperature, sampling.top_p)
-        self._record(state, token, logprob, stop, pad)
-
-    def _record(
-        self, state: DecodeState, token: torch.Tensor, logprob: torch.Tensor, stop: torch.Tensor | None, pad: int
-    ) -> None:
-        token = torch.where(state.done, torch.full_like(token, pad), token)
-        logprob = torch.where(state.done, torch.zeros_like(logprob), logprob)
-        state.out_tokens.index_copy_(1, state.step, token[:, None])
-        state.out_logprobs.index_copy_(1, state.step, logprob[:, None])
-        if stop is not None:
-            state.done |= torch.isin(token, stop)
-        state.token.copy_(token)
-        state.step += 1
+        _record(state.token, state.step, state.done, state.out_tokens, state.out_logprobs, token, logprob, stop, pad)
 
     # ------------------------------------------------------------------ generate (batched by InProcessEngine)
     def _prefill(
@@ -356,9 +399,7 @@ class FastHFEngine(InProcessEngine):
         if wanted and self._compiled is None and not self.compile_failed:
             # static shapes for the first batch; a second batch size (a compacted half) recompiles once with a
             # dynamic batch dimension that serves every later size, instead of one compile per size
-            self._compiled = torch.compile(
-                self._decode_and_sample, dynamic=None, fullgraph=False, mode=self.compile_mode
-            )
+            self._compiled = torch.compile(self._step, dynamic=None, fullgraph=False, mode=self.compile_mode)
 
     def _run_decode(
         self, state: DecodeState, sampling: SamplingParams, stop: torch.Tensor | None, pad: int, steps: int
