@@ -225,6 +225,14 @@ class LearnerConfig(Section):
                     "GiB (tokens x vocab x 2 bytes in bf16: 5.2 GiB at 32 x 576 tokens, 8.5 GiB at 29,952 tokens with a "
                     "151,936 vocabulary); longer micro-batches recompute them. 0 = always recompute.",
     )
+    attention_backend: Literal["auto", "flash", "efficient", "cudnn", "math"] = Field(
+        "auto",
+        description="the SDPA backend the learner's attention tries first (forward and backward, torch and deepspeed "
+                    "learners): auto = torch's own order (cuDNN first on an H100/H200 with a recent cuDNN); flash, "
+                    "efficient (memory-efficient), cudnn or math first, the others kept as fallbacks for calls it cannot "
+                    "run (flash takes no mask, so padded or packed micro-batches fall back). With compile, code traced under "
+                    "another setting in the same process is dropped and recompiled.",
+    )
 
 
 class RayConfig(Section):

@@ -6,14 +6,25 @@ Variants are `-`-joined settings: `mbN` rows per padded micro-batch (learner.mic
 budget (learner.micro_batch_tokens), `cN` the fused LM head's chunk (learner.logprob_chunk_size), `nolc` the
 learner not compiled, `headk` the fused head's one-pass Triton kernels (learner.head_kernels: triton; without it the
 compiled torch ops), `keep` its logits kept from forward for backward (learner.keep_head_logits_gib), `regional` each
-decoder layer compiled on its own (learner.compile_scope: layers; without it the whole body). The preset's own settings
-fill the rest. Each new body shape or compile scope compiles afresh (torch._dynamo.reset()), then `--warmup` untimed
-steps (the first one's seconds include compiling: for a cold compile run each scope first in its own process with
-fresh TORCHINDUCTOR_CACHE_DIR / TRITON_CACHE_DIR) and `--repeats` timed ones. Every variant starts from the same
-weights, so its first step's loss and gradient norm compare exactly across variants.
+decoder layer compiled on its own (learner.compile_scope: layers; without it the whole body), `flash` / `efficient` /
+`cudnn` / `math` that SDPA backend first for the learner's attention (learner.attention_backend; without one "auto",
+torch's own order: cuDNN first on an H200). With transformers' sdpa attention and per-layer compile, an unpadded
+micro-batch (every one on the bench's rows) reaches SDPA as no mask + is_causal + enable_gqa (14 query heads on 2 KV
+heads, not repeated), which every backend can take; the others stay behind the chosen one as fallbacks, so a variant
+prints which one SDPA's dispatcher picks for that call (`sdpa ...`); a variant that raises prints `failed` and the
+next one runs. The preset's own settings fill the rest. Each new body shape, compile scope or attention backend
+compiles afresh (torch._dynamo.reset(): the backend is baked into the compiled code when it is traced, with no guard
+on it), then `--warmup` untimed steps (the first one's seconds include compiling: for a cold compile run each scope
+first in its own process with fresh TORCHINDUCTOR_CACHE_DIR / TRITON_CACHE_DIR) and `--repeats` timed ones. Every
+variant starts from the same weights, so its first step's loss and gradient norm compare exactly across variants.
 
 Usage (on the GPU machine): python scripts/train_bench.py [--preset reference] [--variants base,headk,headk-keep,regional]
     [--repeats 3] [--profile mb32] [--output train.json]
+e.g. the attention backends: --variants regional-headk-keep,regional-headk-keep-flash,regional-headk-keep-efficient,
+    regional-headk-keep-cudnn --profile regional-headk-keep,regional-headk-keep-flash
+On CPU (the plumbing only, no timings worth reading, nothing compiled; SDPA's CPU dispatcher ignores the priority
+order, so every variant runs and prints FLASH_ATTENTION):
+    python scripts/train_bench.py --device cpu --preset tiny --variants regional-headk-keep,regional-headk-keep-flash
 """
 
 from __future__ import annotations
@@ -31,12 +42,13 @@ from rlkit.algos.rl_objective import make_policy_loss
 from rlkit.bench.rlkit_step import bench_config
 from rlkit.bench.workload import PRESETS, build_policy
 from rlkit.learner.base import TokenBatch
+from rlkit.learner.logprobs import SDPA_BACKENDS, attention_backend
 from rlkit.learner.torch_learner import TorchLearner
 
 KINDS = (  # kernel name fragments, first match wins
     ("LM head one-pass kernels (head_kernels.py)", ("_stats_kernel", "_grad_kernel")),
+    ("attention", ("flash", "fmha", "attention", "mem_eff", "sdpa")),  # before gemm: fmha_cutlass* is attention
     ("gemm", ("gemm", "nvjet", "cutlass", "xmma", "cublas", "splitkreduce")),
-    ("attention", ("flash", "fmha", "attention", "mem_eff")),
     ("optimizer", ("adam", "multi_tensor", "foreach")),
     ("compiled elementwise (triton)", ("triton_",)),
     ("copies / casts / fills", ("copy", "memcpy", "memset", "fill", "cat", "elementwise", "vectorized")),
@@ -60,7 +72,7 @@ def random_batch(w, generator: torch.Generator) -> TokenBatch:  # noqa: ANN001
 
 def settings(w, variant: str) -> tuple:  # noqa: ANN001
     mb, tokens, chunk, compiled = w.micro_batch_size, w.micro_batch_tokens, 4096, True
-    options = {"head_kernels": "torch", "keep_head_logits_gib": 0.0, "compile_scope": "body"}
+    options = {"head_kernels": "torch", "keep_head_logits_gib": 0.0, "compile_scope": "body", "attention_backend": "auto"}
     for part in variant.split("-"):
         if part.startswith("mb"):
             mb, tokens = int(part[2:]), 0
@@ -76,9 +88,23 @@ def settings(w, variant: str) -> tuple:  # noqa: ANN001
             options["keep_head_logits_gib"] = 1e6  # always
         elif part == "regional":
             options["compile_scope"] = "layers"
+        elif part in SDPA_BACKENDS:
+            options["attention_backend"] = part
         elif part not in ("base", ""):
             raise SystemExit(f"unknown variant part {part!r}")
     return mb, tokens, chunk, compiled, options
+
+
+def sdpa_choice(w, rows: int, device: torch.device, backend: str) -> str:  # noqa: ANN001
+    """The backend SDPA's dispatcher picks, under `backend`, for an unpadded micro-batch's call (step 1 of issue 18's
+    fifth session: no mask, is_causal, the KV heads unrepeated with enable_gqa)."""
+    dtype, dim = getattr(torch, w.dtype), w.hidden // w.heads
+    q = torch.empty((rows, w.heads, w.prompt_tokens + w.completion_tokens, dim), dtype=dtype, device=device)
+    kv = q[:, : w.kv_heads]
+    with attention_backend(backend):
+        number = torch._fused_sdp_choice(q, kv, kv, None, 0.0, True, enable_gqa=True)
+    names = {int(b): name for name, b in torch.nn.attention.SDPBackend.__members__.items()}
+    return names.get(int(number), str(number))
 
 
 def profile(learner: TorchLearner, batch: TokenBatch, loss_fn, device: torch.device, label: str) -> dict:  # noqa: ANN001
@@ -141,9 +167,10 @@ def main() -> None:
     results, shape = [], None
     for variant in args.variants.split(","):
         mb, tokens, chunk, compiled, options = settings(w, variant)
-        if (mb, tokens, compiled, options["compile_scope"]) != shape:
-            torch._dynamo.reset()  # a new body shape compiles afresh (static shapes, as a run of one shape would)
-            shape = (mb, tokens, compiled, options["compile_scope"])
+        if (mb, tokens, compiled, options["compile_scope"], options["attention_backend"]) != shape:
+            torch._dynamo.reset()  # a new body shape or backend compiles afresh (static shapes, as a run of one would)
+            shape = (mb, tokens, compiled, options["compile_scope"], options["attention_backend"])
+        choice = "n/a (packed rows: a block-diagonal mask)" if tokens else sdpa_choice(w, mb, device, options["attention_backend"])
         model.load_state_dict(initial)
         config = bench_config(
             replace(w, micro_batch_size=mb, micro_batch_tokens=tokens), True, chunk, compiled, bool(tokens)
@@ -153,13 +180,25 @@ def main() -> None:
         counters.clear()
         torch.cuda.reset_peak_memory_stats(device)
         warm, first = [], {}
-        for _ in range(args.warmup):
-            torch.cuda.synchronize(device)
-            start = time.perf_counter()
-            step_metrics = learner.train_step(batch, loss_fn)
-            torch.cuda.synchronize(device)
-            warm.append(time.perf_counter() - start)
-            first = first or step_metrics
+        try:
+            for _ in range(args.warmup):
+                torch.cuda.synchronize(device)
+                start = time.perf_counter()
+                step_metrics = learner.train_step(batch, loss_fn)
+                torch.cuda.synchronize(device)
+                warm.append(time.perf_counter() - start)
+                first = first or step_metrics
+        except RuntimeError as err:  # e.g. a backend that cannot run this call on this device
+            reason = str(err).strip().splitlines()[0][:300] if str(err).strip() else type(err).__name__
+            print(f"[train] {args.preset} {variant}: failed (sdpa {choice}): {reason}", flush=True)
+            results.append({"variant": variant, "failed": reason, "sdpa": choice, **options})
+            del learner
+            model.zero_grad(set_to_none=True)  # a half-run step's gradients must not reach the next variant
+            torch._dynamo.reset()
+            torch.cuda.empty_cache()
+            shape = None
+            save(args.output, args.preset, device, results)
+            continue
         graphs = int(counters["stats"].get("unique_graphs", 0))
         times = []
         for _ in range(args.repeats):
@@ -185,10 +224,11 @@ def main() -> None:
             "first_loss": first.get("loss/total"),
             "first_grad_norm": first.get("grad_norm"),
             "compiled_graphs": graphs,
+            "sdpa": choice,
             **options,
         }
         print(
-            f"[train] {args.preset} {variant}: train_step {median:.3f} s (runs {', '.join(f'{t:.3f}' for t in times)}; "
+            f"[train] {args.preset} {variant}: train_step {median:.3f} s (sdpa {choice}; runs {', '.join(f'{t:.3f}' for t in times)}; "
             f"warm-up {', '.join(f'{t:.1f}' for t in warm)} s; {graphs} graphs compiled), peak {peak:.1f} GiB, "
             f"first step loss {record['first_loss']!r} grad_norm {record['first_grad_norm']!r}",
             flush=True,
@@ -198,9 +238,13 @@ def main() -> None:
         results.append(record)
         del learner
         torch.cuda.empty_cache()
-        if args.output:
-            with open(args.output, "w") as handle:
-                json.dump({"preset": args.preset, "device": str(device), "results": results}, handle, indent=1)
+        save(args.output, args.preset, device, results)
+
+
+def save(output: str, preset: str, device: torch.device, results: list[dict]) -> None:
+    if output:
+        with open(output, "w") as handle:
+            json.dump({"preset": preset, "device": str(device), "results": results}, handle, indent=1)
 
 
 if __name__ == "__main__":

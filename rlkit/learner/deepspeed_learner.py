@@ -24,7 +24,7 @@ import torch
 from rlkit.config import LearnerConfig
 from rlkit.errors import import_backend
 from rlkit.learner.base import LossFn, TokenBatch
-from rlkit.learner.logprobs import sequence_logprobs
+from rlkit.learner.logprobs import attention_backend, sequence_logprobs
 from rlkit.learner.reference import ReferencePolicy
 
 CHECKPOINT_TAG = "deepspeed"
@@ -88,10 +88,11 @@ class PolicyLogprobs(torch.nn.Module):
     """The module DeepSpeed wraps: forward returns per-token (logprobs, entropy), not logits,
     so the engine's forward/backward hooks see the tensors the loss is built from."""
 
-    def __init__(self, policy: torch.nn.Module, chunk_size: int, head_kernels: str = "triton", keep_head_logits_gib: float = 0.0):
+    def __init__(self, policy: torch.nn.Module, chunk_size: int, head_kernels: str = "triton", keep_head_logits_gib: float = 0.0,
+                 attention: str = "auto"):
         super().__init__()
         self.policy, self.chunk_size = policy, chunk_size
-        self.head_options = {"head_kernels": head_kernels, "keep_head_logits_gib": keep_head_logits_gib}
+        self.head_options = {"head_kernels": head_kernels, "keep_head_logits_gib": keep_head_logits_gib, "attention": attention}
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, with_entropy: bool = False,
                 position_ids: torch.Tensor | None = None):  # noqa: ANN201
@@ -118,7 +119,8 @@ class DeepSpeedLearner:
         if config.gradient_checkpointing:
             policy.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         self.bf16 = use_bf16(device)
-        wrapper = PolicyLogprobs(policy, config.logprob_chunk_size, config.head_kernels, config.keep_head_logits_gib)
+        wrapper = PolicyLogprobs(policy, config.logprob_chunk_size, config.head_kernels, config.keep_head_logits_gib,
+                                 config.attention_backend)
         params = [p for p in wrapper.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=config.weight_decay, betas=(0.9, 0.99))
         scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -186,7 +188,8 @@ class DeepSpeedLearner:
                 loss = loss * 0.0  # a placeholder pass: no gradient, only the collectives
             # loss_fn is normalized for the whole batch and ranks hold disjoint shards, so the batch's
             # gradient is the SUM over ranks; DeepSpeed averages, hence the factor world_size.
-            self.engine.backward(loss * self.world_size, scale_wrt_gas=False)
+            with attention_backend(self.config.attention_backend):  # a checkpointed layer's recomputed forward
+                self.engine.backward(loss * self.world_size, scale_wrt_gas=False)
             if real:
                 for key, value in metrics.items():
                     totals[key] = totals.get(key, 0.0) + value
@@ -241,7 +244,8 @@ class DeepSpeedLearner:
             out = torch.zeros(batch.input_ids.shape, dtype=torch.float)
             for start in range(0, len(batch), size):
                 micro = batch.select(slice(start, start + size)).to(self.device)
-                lp, _ = sequence_logprobs(frozen, micro.input_ids, micro.attention_mask, False, self.config.logprob_chunk_size)
+                lp, _ = sequence_logprobs(frozen, micro.input_ids, micro.attention_mask, False, self.config.logprob_chunk_size,
+                                          attention=self.config.attention_backend)
                 out[start : start + len(micro)] = lp.float().cpu()
             return out
 

@@ -9,6 +9,7 @@ logits there. On CUDA the per-chunk elementwise work is fused by torch.compile i
 
 from __future__ import annotations
 
+import contextlib
 import weakref
 from collections.abc import Callable
 
@@ -154,6 +155,26 @@ def fused_head_logprobs(hidden: torch.Tensor, head: torch.nn.Linear, targets: to
     return logprobs.view(shape), entropy.view(shape)
 
 
+SDPA_BACKENDS = {"flash": "FLASH_ATTENTION", "efficient": "EFFICIENT_ATTENTION", "cudnn": "CUDNN_ATTENTION", "math": "MATH"}
+
+
+def attention_backend(name: str) -> contextlib.AbstractContextManager:
+    """The context the learner's forward runs in (`learner.attention_backend`): "auto" = torch's own choice
+    (nothing set); else that SDPA backend first in torch's priority order, the others after it in their current order,
+    so a call it cannot run (flash takes no mask: a padded micro-batch's) falls back instead of failing."""
+    if name == "auto":
+        return contextlib.nullcontext()
+    if name not in SDPA_BACKENDS:
+        raise ValueError(f"unknown attention backend {name!r}: auto, {', '.join(SDPA_BACKENDS)}")
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    known = [getattr(SDPBackend, value) for value in SDPA_BACKENDS.values()]
+    by_number = {int(backend): backend for backend in known}
+    current = [by_number[n] for n in torch._C._get_sdp_priority_order() if n in by_number]
+    first = getattr(SDPBackend, SDPA_BACKENDS[name])
+    return sdpa_kernel([first, *(b for b in current + known if b != first)], set_priority=True)
+
+
 _COMPILED_BODIES: weakref.WeakKeyDictionary[torch.nn.Module, Callable] = weakref.WeakKeyDictionary()
 _COMPILED_LAYERS: weakref.WeakKeyDictionary[torch.nn.Module, torch.nn.ModuleList] = weakref.WeakKeyDictionary()
 
@@ -190,6 +211,19 @@ def compiled_body(body: torch.nn.Module, scope: str = "body") -> Callable:
     return run
 
 
+_TRACED_UNDER: dict[str, str] = {}  # the attention backend the compiled bodies were traced under
+
+
+def _compiled_under(attention: str) -> None:
+    """torch.compile bakes the SDPA backend chosen while tracing into its graphs and does not guard on it, so a
+    different `attention` than the compiled code was traced under drops all compiled code (torch._dynamo.reset())."""
+    if _TRACED_UNDER.setdefault("backend", attention) != attention:
+        torch._dynamo.reset()
+        _COMPILED_BODIES.clear()
+        _COMPILED_LAYERS.clear()
+        _TRACED_UNDER["backend"] = attention
+
+
 def sequence_logprobs(
     model: torch.nn.Module,
     input_ids: torch.Tensor,
@@ -201,6 +235,7 @@ def sequence_logprobs(
     compile_scope: str = "layers",
     head_kernels: str = "triton",
     keep_head_logits_gib: float = 0.0,
+    attention: str = "auto",
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Returns [B, L] tensors where column t scores token t given tokens < t (column 0 is 0).
 
@@ -212,13 +247,22 @@ def sequence_logprobs(
     activations in forward and backward; compiled once per model, recompiled for new shapes); `compile_scope`
     "layers" compiles each decoder layer instead of the whole body (`compiled_body`). `head_kernels` goes to
     `fused_head_logprobs` (the chunk kernels on CUDA); the chunks' logits are kept for backward when all of this
-    micro-batch's take at most `keep_head_logits_gib` GiB.
+    micro-batch's take at most `keep_head_logits_gib` GiB. `attention` picks the SDPA backend the body's attention
+    runs first (`attention_backend`; "auto" = torch's choice). With transformers' sdpa attention, an unpadded
+    micro-batch's all-ones mask reaches SDPA as no mask with is_causal and the KV heads unrepeated (enable_gqa); a
+    padded one as a [rows, 1, L, L] boolean mask with the KV heads repeated (repeat_kv); so does every micro-batch
+    under compile_scope "body", whose mask is built while tracing.
     """
     if position_ids is not None:
         attention_mask = None
-    body = compiled_body(model.model, compile_scope) if compile_body and input_ids.is_cuda else model.model
+    compiled = compile_body and input_ids.is_cuda
+    if compiled:
+        _compiled_under(attention)
+    body = compiled_body(model.model, compile_scope) if compiled else model.model
     # use_cache=False: no KV cache in training (and transformers detects packed sequences only without one)
-    hidden = body(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False).last_hidden_state[:, :-1]
+    with attention_backend(attention):  # backward runs the kernels of the forward's choice
+        hidden = body(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                      use_cache=False).last_hidden_state[:, :-1]
     targets = input_ids[:, 1:]
     head = model.get_output_embeddings()
     zeros = hidden.new_zeros((input_ids.shape[0], 1), dtype=torch.float)

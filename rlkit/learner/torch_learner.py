@@ -19,7 +19,7 @@ import torch
 
 from rlkit.config import LearnerConfig
 from rlkit.learner.base import LossFn, TokenBatch
-from rlkit.learner.logprobs import sequence_logprobs
+from rlkit.learner.logprobs import attention_backend, sequence_logprobs
 from rlkit.learner.memory import out_of_memory
 from rlkit.learner.packing import PackedMicroBatch, packed_micro_batches
 from rlkit.learner.reference import ReferencePolicy
@@ -79,7 +79,7 @@ class TorchLearner:
     def _logprob_options(self) -> dict:
         c = self.config
         return {"compile_body": c.compile, "compile_scope": c.compile_scope, "head_kernels": c.head_kernels,
-                "keep_head_logits_gib": c.keep_head_logits_gib}
+                "keep_head_logits_gib": c.keep_head_logits_gib, "attention": c.attention_backend}
 
     def _guarded(self, micro: PackedMicroBatch | TokenBatch, run: Callable[[], T]) -> T:
         """`run()`, with a CUDA out-of-memory turned into an error naming the knobs to turn."""
@@ -152,7 +152,8 @@ class TorchLearner:
     def _backward(self, fed: PackedMicroBatch | TokenBatch, padded: TokenBatch, loss_fn: LossFn) -> dict[str, float]:
         logprobs, entropy = self._forward(fed, with_entropy=True)
         loss, metrics = loss_fn(padded, logprobs, entropy)
-        loss.backward()
+        with attention_backend(self.config.attention_backend):  # a checkpointed layer's recomputed forward
+            loss.backward()
         return metrics
 
     def named_weights(self) -> Iterable[tuple[str, torch.Tensor]]:
