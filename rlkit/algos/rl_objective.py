@@ -30,12 +30,13 @@ def make_policy_loss(alg: AlgorithmConfig, num_sequences: int, num_tokens: float
     def reduce(per_token: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return aggregate(per_token, mask, alg.loss_agg, num_sequences, num_tokens, constant=max_response_length)
 
-    def loss_fn(batch: TokenBatch, logprobs: torch.Tensor, entropy: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+    def loss_fn(batch: TokenBatch, logprobs: torch.Tensor, entropy: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         mask = batch.loss_mask
         old = logprobs.detach() if batch.old_logprobs is None else batch.old_logprobs
         pg, clipped = clipped_surrogate(logprobs, old, batch.advantages, alg.clip_low, alg.clip_high, alg.dual_clip)
         policy = reduce(pg, mask)
-        metrics = {"loss/policy": float(policy.detach()), "clip_fraction": float((clipped * mask).sum()) / max(num_tokens, 1.0)}
+        # metrics stay on the device (0-dim tensors): the learner reads them once a step, not once a micro-batch
+        metrics = {"loss/policy": policy.detach(), "clip_fraction": (clipped * mask).sum().detach() / max(num_tokens, 1.0)}
         loss = policy.new_zeros(()) if alg.entropy_only else policy
         if alg.kl_coef > 0 and not alg.kl_in_reward:
             per_token_kl = kl_estimate(logprobs, batch.ref_logprobs, alg.kl_estimator)
@@ -43,12 +44,12 @@ def make_policy_loss(alg: AlgorithmConfig, num_sequences: int, num_tokens: float
                 per_token_kl = per_token_kl * torch.exp(logprobs - old)
             kl = reduce(per_token_kl, mask)
             loss = loss + alg.kl_coef * kl
-            metrics["kl"] = float(kl.detach())
+            metrics["kl"] = kl.detach()
         ent = (entropy * mask).sum() / max(num_tokens, 1.0)
         if alg.entropy_coef:
             loss = loss - alg.entropy_coef * ent
-        metrics["entropy"] = float(ent.detach())
-        metrics["loss/total"] = float(loss.detach())
+        metrics["entropy"] = ent.detach()
+        metrics["loss/total"] = loss.detach()
         return loss, metrics
 
     return loss_fn

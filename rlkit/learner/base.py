@@ -72,8 +72,16 @@ def pad_sequences(sequences: list[list[int]], loss_starts: list[int], pad_id: in
     return TokenBatch(ids, attention, loss_mask)
 
 
-# loss_fn(micro_batch, logprobs, entropy) -> (loss already normalized for the whole batch, metrics)
-LossFn = Callable[[TokenBatch, torch.Tensor, torch.Tensor], tuple[torch.Tensor, dict[str, float]]]
+# loss_fn(micro_batch, logprobs, entropy) -> (loss already normalized for the whole batch, metrics); a metric may be
+# a float or a 0-dim tensor: tensors are summed on the device and read once after the step, not once a micro-batch
+LossFn = Callable[[TokenBatch, torch.Tensor, torch.Tensor], tuple[torch.Tensor, dict[str, float | torch.Tensor]]]
+
+
+def read_metrics(totals: dict[str, float | torch.Tensor]) -> dict[str, float]:
+    """Summed metrics as floats, the device tensors among them read in one transfer (one sync a step)."""
+    on_device = [key for key, value in totals.items() if isinstance(value, torch.Tensor)]
+    values = torch.stack([totals[key].detach().float() for key in on_device]).tolist() if on_device else []
+    return {**{k: float(v) for k, v in totals.items()}, **dict(zip(on_device, values))}
 
 
 class Learner(Protocol):

@@ -23,7 +23,7 @@ import torch
 
 from rlkit.config import LearnerConfig
 from rlkit.errors import import_backend
-from rlkit.learner.base import LossFn, TokenBatch
+from rlkit.learner.base import LossFn, TokenBatch, read_metrics
 from rlkit.learner.logprobs import attention_backend, sequence_logprobs
 from rlkit.learner.reference import ReferencePolicy
 
@@ -177,7 +177,7 @@ class DeepSpeedLearner:
 
     def train_step(self, batch: TokenBatch, loss_fn: LossFn) -> dict[str, float]:
         self.engine.train()
-        totals: dict[str, float] = {}
+        totals: dict[str, float | torch.Tensor] = {}
         micro_batches = list(self._micro_batches(batch))
         for index, (micro, real) in enumerate(micro_batches):
             micro = micro.to(self.device)
@@ -199,6 +199,7 @@ class DeepSpeedLearner:
         if self.engine.was_step_applied() is False or not math.isfinite(grad_norm):
             raise FloatingPointError(f"non-finite gradient norm at learner step {self.steps} (DeepSpeed skipped the step)")
         self.steps += 1
+        totals = read_metrics(totals)
         totals["grad_norm"] = grad_norm
         totals["lr"] = self.scheduler.get_last_lr()[0]
         return totals

@@ -18,7 +18,7 @@ from typing import TypeVar
 import torch
 
 from rlkit.config import LearnerConfig
-from rlkit.learner.base import LossFn, TokenBatch
+from rlkit.learner.base import LossFn, TokenBatch, read_metrics
 from rlkit.learner.logprobs import attention_backend, sequence_logprobs
 from rlkit.learner.memory import out_of_memory
 from rlkit.learner.packing import PackedMicroBatch, packed_micro_batches
@@ -119,7 +119,7 @@ class TorchLearner:
 
     def train_step(self, batch: TokenBatch, loss_fn: LossFn) -> dict[str, float]:
         self.model.train()
-        totals: dict[str, float] = {}
+        totals: dict[str, float | torch.Tensor] = {}
         useful = computed = 0
         for item in self._micro_batches(batch):
             _, padded, fed = self._split(item)
@@ -143,13 +143,14 @@ class TorchLearner:
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.steps += 1
+        totals = read_metrics(totals)
         totals["grad_norm"] = float(grad_norm)
         totals["lr"] = self.scheduler.get_last_lr()[0]
         totals["tokens/train_useful"] = float(useful)  # real tokens the forward/backward saw
         totals["tokens/train_computed"] = float(computed)  # tokens it computed, padding included
         return totals
 
-    def _backward(self, fed: PackedMicroBatch | TokenBatch, padded: TokenBatch, loss_fn: LossFn) -> dict[str, float]:
+    def _backward(self, fed: PackedMicroBatch | TokenBatch, padded: TokenBatch, loss_fn: LossFn) -> dict[str, float | torch.Tensor]:
         logprobs, entropy = self._forward(fed, with_entropy=True)
         loss, metrics = loss_fn(padded, logprobs, entropy)
         with attention_backend(self.config.attention_backend):  # a checkpointed layer's recomputed forward
