@@ -127,6 +127,67 @@ def profile(engine: FastHFEngine, prompts: list[list[int]], sampling: SamplingPa
         )
 
 
+def load_kernels(path: str):  # noqa: ANN201
+    """A copy of rlkit/rollout/decode_attention.py (another version of it) as its own module, its ops renamed."""
+    import types
+
+    module = types.ModuleType(f"decode_attention_{abs(hash(path))}")
+    with open(path) as handle:
+        source = handle.read().replace('"rlkit::', f'"rlkit_bench_{abs(hash(path))}::')
+    exec(compile(source, path, "exec"), module.__dict__)  # noqa: S102 - a file of this repository's history
+    return module
+
+
+def attention_alone(args: argparse.Namespace, device: torch.device) -> None:
+    """The decode attention op alone (rotary + cache write + attention), 24 layers of the reference shape's cache in
+    one CUDA graph, weights of nothing else: us a layer at a few cache fills, per kernel version and setting."""
+    w = PRESETS[args.preset]
+    rows, heads, kv_heads, head_dim = w.sequences, w.heads, w.kv_heads, w.hidden // w.heads
+    slots = w.prompt_tokens + w.completion_tokens
+    layers = w.layers
+    gen = torch.Generator(device=device).manual_seed(0)
+    dtype = torch.bfloat16
+    keys = [torch.randn(rows, kv_heads, slots, head_dim, device=device, dtype=dtype, generator=gen) for _ in range(layers)]
+    values = [torch.randn_like(k) for k in keys]
+    qkv = torch.randn(rows, (heads + 2 * kv_heads) * head_dim, device=device, dtype=dtype, generator=gen)
+    q, k, v = (t.view(rows, -1, head_dim) for t in qkv.split([heads * head_dim, kv_heads * head_dim,
+                                                              kv_heads * head_dim], -1))
+    angle = torch.rand(rows, head_dim // 2, device=device, generator=gen)
+    cos, sin = (torch.cat([f(angle)] * 2, -1).to(dtype) for f in (torch.cos, torch.sin))
+    valid = torch.ones(rows, slots, dtype=torch.bool, device=device)
+    slot = torch.zeros(1, dtype=torch.long, device=device)
+    versions = {"current": decode_attention} | {p: load_kernels(p) for p in args.attention_files.split(",") if p}
+    for name, module in versions.items():
+        for setting in args.attention_settings.split(","):
+            chunk, warps = (int(x[1:]) for x in setting.split("-"))
+            module.CHUNK, module.NUM_WARPS, module.FOLD = chunk, warps, True
+            module.FOLD_MAX_SPLITS = max(getattr(module, "FOLD_MAX_SPLITS", 8), -(-slots // chunk))
+            if not hasattr(module, "NUM_WARPS"):
+                print(f"[attention] {name}: no NUM_WARPS in this version; its default warps", flush=True)
+
+            def run(module=module) -> None:  # noqa: ANN001
+                for layer in range(layers):
+                    module._launch(q, keys[layer], values[layer], valid, slot, 0.125, (k, v, cos, sin))
+
+            line = []
+            for fill in (64, slots // 2, slots - 1):
+                slot.fill_(fill)
+                run()  # compiles the kernels, zeroes the tickets
+                torch.cuda.synchronize(device)
+                graph = torch.cuda.CUDAGraph()
+                with torch.cuda.graph(graph):
+                    run()
+                graph.replay()
+                torch.cuda.synchronize(device)
+                start = time.perf_counter()
+                for _ in range(args.repeats * 20):
+                    graph.replay()
+                torch.cuda.synchronize(device)
+                line.append(1e6 * (time.perf_counter() - start) / (args.repeats * 20 * layers))
+            print(f"[attention] {name} {setting}: us a layer at slot 64 / {slots // 2} / {slots - 1}: "
+                  + " / ".join(f"{t:.2f}" for t in line) + f" (mean {statistics.mean(line):.2f})", flush=True)
+
+
 def lm_head(device: torch.device) -> None:
     """Our fused chunked head (logprobs and entropy) vs Liger's fused linear cross-entropy (loss only, its
     gradient computed during the forward), forward + backward of sum(-log p(target)) on the 0.5B head."""
@@ -196,12 +257,17 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="timed generate calls per variant")
     parser.add_argument("--profile", default="", help="variant whose steady generate is profiled (kernels)")
     parser.add_argument("--liger", action="store_true", help="also time the LM head: ours vs Liger's")
-    parser.add_argument("--skip-decode", action="store_true", help="only the LM head")
+    parser.add_argument("--skip-decode", action="store_true", help="only the LM head (or the attention alone)")
+    parser.add_argument("--attention", action="store_true", help="also time the attention op alone, per version")
+    parser.add_argument("--attention-files", default="", help="other versions of decode_attention.py to time")
+    parser.add_argument("--attention-settings", default="c128-w4", help="comma-separated cCHUNK-wWARPS")
     parser.add_argument("--device", default="cuda", help="cuda; cpu only to try the script on a small preset")
     args = parser.parse_args()
     device = torch.device(args.device)
     if not args.skip_decode:
         decode_variants(args, device)
+    if args.attention:
+        attention_alone(args, device)
     if args.liger:
         lm_head(device)
 

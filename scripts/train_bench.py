@@ -12,7 +12,8 @@ torch's own order: cuDNN first on an H200). With transformers' sdpa attention an
 micro-batch (every one on the bench's rows) reaches SDPA as no mask + is_causal + enable_gqa (14 query heads on 2 KV
 heads, not repeated), which every backend can take; the others stay behind the chosen one as fallbacks, so a variant
 prints which one SDPA's dispatcher picks for that call (`sdpa ...`); a variant that raises prints `failed` and the
-next one runs. The preset's own settings fill the rest. Each new body shape, compile scope or attention backend
+next one runs. `nogw` sums the head's weight gradient over chunks as a half-precision product cast and added in fp32
+(logprobs.SUM_IN_GEMM off; by default one GEMM adds into the fp32 sum). The preset's own settings fill the rest. Each new body shape, compile scope or attention backend
 compiles afresh (torch._dynamo.reset(): the backend is baked into the compiled code when it is traced, with no guard
 on it), then `--warmup` untimed steps (the first one's seconds include compiling: for a cold compile run each scope
 first in its own process with fresh TORCHINDUCTOR_CACHE_DIR / TRITON_CACHE_DIR) and `--repeats` timed ones. Every
@@ -41,6 +42,7 @@ import torch
 from rlkit.algos.rl_objective import make_policy_loss
 from rlkit.bench.rlkit_step import bench_config
 from rlkit.bench.workload import PRESETS, build_policy
+from rlkit.learner import logprobs as head_logprobs
 from rlkit.learner.base import TokenBatch
 from rlkit.learner.logprobs import SDPA_BACKENDS, attention_backend
 from rlkit.learner.torch_learner import TorchLearner
@@ -90,8 +92,11 @@ def settings(w, variant: str) -> tuple:  # noqa: ANN001
             options["compile_scope"] = "layers"
         elif part in SDPA_BACKENDS:
             options["attention_backend"] = part
+        elif part == "nogw":
+            pass  # read below
         elif part not in ("base", ""):
             raise SystemExit(f"unknown variant part {part!r}")
+    head_logprobs.SUM_IN_GEMM = "nogw" not in variant.split("-")  # read in backward: no recompile needed
     return mb, tokens, chunk, compiled, options
 
 

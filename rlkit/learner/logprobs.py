@@ -75,6 +75,21 @@ def _head(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None)
     return hidden @ weight.T if bias is None else torch.addmm(bias, hidden, weight.T)
 
 
+SUM_IN_GEMM = True  # the head's weight gradient summed over chunks inside the GEMM (fp32 output) where it can be
+
+
+def _add_product(total: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """total + a @ b, `total` fp32 and a, b in the model's dtype. On CUDA one cuBLAS call adds into an fp32 output
+    (addmm with out_dtype, half-precision inputs): no half-precision product written, cast and added (~2.7 GB of
+    traffic a 4,096-row chunk of the 0.5B head, against ~1.1 GB). Elsewhere, or where torch lacks it, in two steps."""
+    if SUM_IN_GEMM and total.is_cuda and a.dtype in (torch.bfloat16, torch.float16):
+        try:
+            return torch.addmm(total, a, b, out_dtype=torch.float32)
+        except (TypeError, RuntimeError, NotImplementedError):  # an older torch: no out_dtype
+            pass
+    return total.add_((a @ b).float())
+
+
 class FusedHeadLogprobs(torch.autograd.Function):
     """(log p(target), entropy) of `hidden @ weight.T (+ bias)`, `chunk` rows at a time; logits never stored.
 
@@ -137,7 +152,7 @@ class FusedHeadLogprobs(torch.autograd.Function):
             if grad_hidden is not None:
                 grad_hidden[part] = grad_logits @ weight
             if grad_weight is not None:
-                grad_weight += (grad_logits.T @ hidden[part]).float()
+                grad_weight = _add_product(grad_weight, grad_logits.T, hidden[part])
             if grad_bias is not None:
                 grad_bias += grad_logits.float().sum(0)
         grads = (grad_hidden, None if grad_weight is None else grad_weight.to(weight.dtype), None, None,
@@ -217,6 +232,15 @@ _TRACED_UNDER: dict[str, str] = {}  # the attention backend the compiled bodies 
 def _compiled_under(attention: str) -> None:
     """torch.compile bakes the SDPA backend chosen while tracing into its graphs and does not guard on it, so a
     different `attention` than the compiled code was traced under drops all compiled code (torch._dynamo.reset())."""
+    if attention != "auto":
+        # Inductor's on-disk graph caches do not key on the backend either: a graph compiled under another backend
+        # (this process or an earlier run) would be served from them (measured on the H200: a `flash` variant ran
+        # cuDNN's kernels, its warm-up a cache hit). A chosen backend compiles without them.
+        import torch._functorch.config
+        import torch._inductor.config
+
+        torch._inductor.config.fx_graph_cache = False
+        torch._functorch.config.enable_autograd_cache = False
     if _TRACED_UNDER.setdefault("backend", attention) != attention:
         torch._dynamo.reset()
         _COMPILED_BODIES.clear()

@@ -65,47 +65,49 @@ if triton is not None:
         kv_head = tl.program_id(1)
         split = tl.program_id(2)
         slot = tl.load(slot_ptr)
+        # loads that do not depend on the slot go out with its load (each wait is a round trip to memory)
+        g = tl.arange(0, G_PAD)
+        d = tl.arange(0, D)
+        heads = kv_head * GROUPS + g
+        live_heads = g < GROUPS
+        q_at = q_ptr + row * stride_qb + heads[:, None] * stride_qh
+        q = tl.load(q_at + d[None, :], mask=live_heads[:, None], other=0.0)
+        if ROPE:  # x * cos + rotate_half(x) * sin in fp32, rounded once (as the compiled torch ops round)
+            partner = (d + D // 2) % D  # rotate_half(x)[d] = -x[d + D/2] (first half), x[d - D/2] (second)
+            sign = tl.where(d < D // 2, -1.0, 1.0)
+            cos = tl.load(cos_ptr + row * stride_cb + d).to(tl.float32)
+            sin = tl.load(sin_ptr + row * stride_sb + d).to(tl.float32) * sign
+            q_partner = tl.load(q_at + partner[None, :], mask=live_heads[:, None], other=0.0)
+            new_k_at = new_k_ptr + row * stride_nkb + kv_head * stride_nkh
+            new_k = tl.load(new_k_at + d).to(tl.float32) * cos + tl.load(new_k_at + partner).to(tl.float32) * sin
+            new_k = new_k.to(k_ptr.dtype.element_ty)
+            new_v = tl.load(new_v_ptr + row * stride_nvb + kv_head * stride_nvh + d).to(v_ptr.dtype.element_ty)
+            q = (q.to(tl.float32) * cos[None, :] + q_partner.to(tl.float32) * sin[None, :]).to(q.dtype)
         length = slot + 1
         start = split * CHUNK
         if start < length:  # chunks past the filled part exit at once: nothing of them is read
-            g = tl.arange(0, G_PAD)
-            d = tl.arange(0, D)
-            heads = kv_head * GROUPS + g
-            live_heads = g < GROUPS
-            q_at = q_ptr + row * stride_qb + heads[:, None] * stride_qh
-            q = tl.load(q_at + d[None, :], mask=live_heads[:, None], other=0.0)
             offs = start + tl.arange(0, CHUNK)
             inside = offs < length
-            if ROPE:  # x * cos + rotate_half(x) * sin in fp32, rounded once (as the compiled torch ops round)
-                partner = (d + D // 2) % D  # rotate_half(x)[d] = -x[d + D/2] (first half), x[d - D/2] (second)
-                sign = tl.where(d < D // 2, -1.0, 1.0)
-                cos = tl.load(cos_ptr + row * stride_cb + d).to(tl.float32)
-                sin = tl.load(sin_ptr + row * stride_sb + d).to(tl.float32) * sign
-                q_partner = tl.load(q_at + partner[None, :], mask=live_heads[:, None], other=0.0)
-                q = (q.to(tl.float32) * cos[None, :] + q_partner.to(tl.float32) * sin[None, :]).to(q.dtype)
-                new_k_at = new_k_ptr + row * stride_nkb + kv_head * stride_nkh
-                new_k = tl.load(new_k_at + d).to(tl.float32) * cos + tl.load(new_k_at + partner).to(tl.float32) * sin
-                new_k = new_k.to(k_ptr.dtype.element_ty)
-                new_v = tl.load(new_v_ptr + row * stride_nvb + kv_head * stride_nvh + d).to(v_ptr.dtype.element_ty)
-                here = offs == slot  # this step's token: its K/V come from registers, not from the cache
-                if slot // CHUNK == split:  # the one program whose chunk holds the slot writes the cache
-                    tl.store(k_ptr + row * stride_kb + kv_head * stride_kh + slot * stride_kl + d, new_k)
-                    tl.store(v_ptr + row * stride_vb + kv_head * stride_vh + slot * stride_vl + d, new_v)
-                inside = inside & (offs != slot)  # not read from the cache (written by this kernel)
-            ok = (tl.load(valid_ptr + row * stride_mb + offs, mask=offs < length, other=0) != 0) & (offs < length)
+            ok = (tl.load(valid_ptr + row * stride_mb + offs, mask=inside, other=0) != 0) & inside
+            if ROPE:  # this step's slot is not read from the cache: its K/V come from registers (written below)
+                here = offs == slot
+                inside = inside & (offs != slot)
             k = tl.load(k_ptr + row * stride_kb + kv_head * stride_kh + offs[:, None] * stride_kl + d[None, :],
                         mask=inside[:, None], other=0.0)
+            v = tl.load(v_ptr + row * stride_vb + kv_head * stride_vh + offs[:, None] * stride_vl + d[None, :],
+                        mask=inside[:, None], other=0.0)  # issued with K's load, before the scores need K
             if ROPE:
                 k = tl.where(here[:, None], new_k[None, :], k)
+                v = tl.where(here[:, None], new_v[None, :], v)
             s = tl.dot(q, tl.trans(k), input_precision=PRECISION)
             s = tl.where(ok[None, :], s * scale, float("-inf"))
             m = tl.maximum(tl.max(s, 1), -1.0e30)  # finite even when no slot of the chunk is valid (left padding)
             p = tl.exp(s - m[:, None])
-            v = tl.load(v_ptr + row * stride_vb + kv_head * stride_vh + offs[:, None] * stride_vl + d[None, :],
-                        mask=inside[:, None], other=0.0)
-            if ROPE:
-                v = tl.where(here[:, None], new_v[None, :], v)
             acc = tl.dot(p.to(v.dtype), v, input_precision=PRECISION)
+            if ROPE:  # noqa: SIM102 - a compile-time branch: new_k/new_v exist only with ROPE
+                if slot // CHUNK == split:  # the one program whose chunk holds the slot writes the cache
+                    tl.store(k_ptr + row * stride_kb + kv_head * stride_kh + slot * stride_kl + d, new_k)
+                    tl.store(v_ptr + row * stride_vb + kv_head * stride_vh + slot * stride_vl + d, new_v)
             stat = (row * HEADS + heads) * SPLITS + split  # [B, H, SPLITS] layout, [.., D] for acc
             tl.store(m_ptr + stat, m, mask=live_heads)
             tl.store(sum_ptr + stat, tl.sum(p, 1), mask=live_heads)
