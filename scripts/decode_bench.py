@@ -4,7 +4,7 @@ the steady decode loop and the learner's LM head, ours against Liger's fused lin
 
 Variants: `plain` is the batched-matmul attention over the whole cache every step; `triton` the Triton
 decode-attention kernels over the filled part (rlkit/rollout/decode_attention.py); `+torchsample` samples with the
-compiled torch ops (noise drawn by `exponential_`) instead of the one-pass kernel (rlkit/rollout/decode_sampling.py);
+compiled torch ops (noise drawn by `exponential_`) instead of the sampling kernels (rlkit/rollout/decode_sampling.py, inverse CDF);
 `+autotune` compiles the step with mode max-autotune-no-cudagraphs; `+fold` merges the attention
 chunks in the last chunk program instead of a merge kernel (decode_attention.FOLD; without it, the merge kernel);
 `+norope` rotates q/k and writes the cache with compiled torch ops instead of inside the attention kernel

@@ -6,8 +6,8 @@
    chunk kernels (head_kernels.py) and with the logits kept for backward;
 4. packed token-budget micro-batches vs padded ones: the same loss and gradients (fp32, 0.5B shape);
 5. decode compaction (rows leave the batch as they stop; graphs per half) gives the same greedy tokens;
-6. the one-pass sampling kernel: the torch path's tokens and log-probabilities under the same noise, and draws
-   that follow the softmax under its own noise.
+6. the sampling kernels (inverse CDF): the float64 inverse CDF's tokens and log-probabilities at the same
+   uniforms, and draws that follow the softmax under their own uniforms.
 CHECKS_ONLY=1,2,6 runs only those (all by default).
 """
 
@@ -214,29 +214,33 @@ if want(5):
         f"row-steps {eng.stats['decode_computed']:.0f} vs {static_cost:.0f} static, compile_failed={eng.compile_failed}"
     )
 
-# 6. the one-pass sampling kernel (rlkit/rollout/decode_sampling.py) on the reference shape's logits [128, 151,936]
-#    bf16: with the torch path's Exp(1) noise the same tokens and log-probabilities; with its own Philox noise,
-#    frequencies of 65,536 draws from one 16-token distribution against its probabilities
+# 6. the sampling kernels (rlkit/rollout/decode_sampling.py: inverse CDF at one uniform a row) on the reference
+#    shape's logits [128, 151,936] bf16: given the uniforms, the float64 inverse CDF's tokens and log-probabilities;
+#    with their own Philox uniforms, frequencies of 65,536 draws from one 16-token distribution against its probabilities
 if want(6):
-    from rlkit.rollout.decode_sampling import gumbel_sample
-    from rlkit.rollout.hf_fast import sample_tokens
+    from rlkit.rollout.decode_sampling import inverse_cdf_sample
 
     torch.manual_seed(0)
     logits = (torch.randn(128, 151936, device=dev) * 4).to(torch.bfloat16)
-    noise = torch.empty(128, 151936, device=dev).exponential_()
+    uniform = torch.rand(128, device=dev)
     seed, step = torch.tensor([123], device=dev), torch.tensor([7], device=dev)
     for temperature in (1.0, 0.6):
-        token, logprob = gumbel_sample(logits, seed, step, temperature, noise)
-        ref_token, ref_logprob = sample_tokens(logits, noise, temperature, 1.0)
+        token, logprob = inverse_cdf_sample(logits, seed, step, temperature, uniform)
+        log_p = torch.log_softmax(logits.double() / temperature, -1)
+        cumulative = log_p.exp().cumsum(-1)
+        expected = torch.searchsorted(cumulative, uniform.double()[:, None], right=True).squeeze(1).clamp(max=151935)
+        differ = token != expected
+        gap = (cumulative.gather(1, expected[:, None]).squeeze(1) - uniform.double()).abs()
         print(
-            f"sampling kernel, T={temperature}, same noise: {int((token == ref_token).sum())}/128 tokens equal to the torch "
-            f"path, max |logprob diff| {float((logprob - ref_logprob).abs().max()):.1e}"
+            f"sampling kernels, T={temperature}, given uniforms: {int((~differ).sum())}/128 tokens equal to the float64 "
+            f"inverse CDF (the others' uniforms within {float(gap[differ].max()) if differ.any() else 0.0:.1e} of a "
+            f"boundary), max |logprob diff| {float((logprob.double() - log_p.gather(1, token[:, None]).squeeze(1)).abs().max()):.1e}"
         )
     base = torch.randn(16, device=dev)
     probs = torch.softmax(base / 0.8, -1)
-    token, _ = gumbel_sample(base.expand(65536, -1).contiguous(), seed, step, 0.8)
+    token, _ = inverse_cdf_sample(base.expand(65536, -1).contiguous(), seed, step, 0.8)
     freq = torch.bincount(token, minlength=16).float() / 65536
     z = float(((freq - probs).abs() / (probs * (1 - probs) / 65536).sqrt()).max())
     print(
-        f"sampling kernel, own noise: 65,536 draws over 16 tokens, largest frequency deviation {z:.2f} standard errors"
+        f"sampling kernels, own uniforms: 65,536 draws over 16 tokens, largest frequency deviation {z:.2f} standard errors"
     )

@@ -1,20 +1,22 @@
-"""One decode step's sampling in one pass over the logits: Gumbel-max (exponential race) with the logsumexp fused.
+"""One decode step's temperature sampling in two short kernels: inverse-CDF sampling with one uniform a row.
 
-The compiled step samples by `argmax(scores - log E)`, E ~ Exp(1), and records `score[token] - logsumexp(scores)`:
-on the 0.5B reference shape that was four passes over 128 x 151,936 fp32 values a step (the noise written by
-`exponential_`, read by the argmax, two logsumexp passes), 0.15 ms of a 1.86 ms step (kernel profile in
-docs/BENCHMARKS.md). Here, two kernels:
+The compiled torch step samples by `argmax(scores - log E)`, E ~ Exp(1) per vocabulary entry, and records
+`score[token] - logsumexp(scores)`. A Triton version of that exponential race (this module until the fifth session)
+drew 19.4 million uniforms a step on the 0.5B reference shape (128 rows x 151,936) and took 81 us of a 1.55 ms
+step, bound by the noise (Philox and two logarithms an entry), not by the 39 MB of logits it read (kernel profile
+in docs/BENCHMARKS.md). Inverse-CDF sampling needs one uniform a row:
 
-- one program per (row, vocabulary chunk) reads its chunk of the logits once, in the logits' dtype, computes the
-  scores in fp32 (`logits / temperature`), draws its uniforms in registers (Philox, `tl.rand4x`: four a call, keyed by a seed
-  and the step counter read from the device, so one captured CUDA graph draws fresh noise every step), and keeps
-  per lane the running max and exp-sum of the scores and the best key `score - log(-log U)` with its column;
-- a second kernel per row merges the chunks: the token is the column of the largest key, its log-probability
-  the score there minus the merged logsumexp.
+- one program per (row, chunk of SPLIT columns) loads its chunk of the logits once, computes the scores in fp32
+  (`logits / temperature`) and writes their max and exp-sum;
+- one program per row merges the chunks (the max M, Z = sum exp(score - M)), draws u ~ U[0, 1) (Philox keyed by a
+  seed and the step counter read from the device, so one captured CUDA graph draws fresh every step), picks the
+  chunk where the cumulative mass passes u * Z, reloads that chunk (32 KB, from L2) and takes the first column whose
+  running sum of exp(score - M) passes the rest; the log-probability is `score - M - log Z`.
 
-The draw is exact in law (the exponential race samples softmax(scores)), not bit-equal to torch's generator:
-the uniforms come from Philox keyed by (seed + step), four per counter value. `noise` given instead (Exp(1)
-values, as `sample_tokens` takes) makes the kernel use it, so a test can compare token for token.
+The draw is exact in law (the inverse CDF of softmax(scores)) up to the fp32 sums, whose rounding moves the
+boundaries between tokens by ~1e-7 of the mass; a residual that rounding leaves past the chunk's last token takes
+that token. Not bit-equal to torch's generator: `uniform` [B] given instead makes the kernels use it, so a test can
+compare token for token with an inverse CDF computed in float64.
 Used by the fast HF engine for temperature sampling with top_p = 1 on CUDA where Triton imports.
 """
 
@@ -28,9 +30,9 @@ try:
 except ImportError:  # CPU-only installs: the engine keeps its compiled torch sampling
     triton = None
 
-QUARTER = 512  # lanes of a program; it reads 4 x QUARTER columns an iteration (one Philox call, four uniforms a lane)
-SPLIT = 16384  # columns per program (a multiple of 4 x QUARTER): 10 programs a row at a 151,936 vocabulary
-WARPS = 8
+SPLIT = 16384  # columns per program: 10 programs a row at a 151,936 vocabulary; a chunk is held in registers
+WARPS = 8  # of the chunk programs
+PICK_WARPS = 16  # of the per-row program (its chunk scan: 32 columns a thread)
 
 
 def available(device: torch.device) -> bool:
@@ -40,216 +42,84 @@ def available(device: torch.device) -> bool:
 if triton is not None:
 
     @triton.jit
-    def _update(
-        logits_ptr,
-        noise_ptr,
-        row,
-        cols,
-        vocab,
-        stride_row,
-        stride_noise,
-        inv_temperature,
-        u,
-        m,
-        total,
-        best,
-        best_col,
-        best_score,
-        HAS_NOISE: tl.constexpr,
-    ):
-        """Fold one block of columns (`u`: its uniforms) into the lanes' running max, exp-sum and best key."""
-        inside = cols < vocab
-        s = tl.load(logits_ptr + row * stride_row + cols, mask=inside, other=float("-inf")).to(tl.float32)
-        s = s * inv_temperature
-        m_new = tl.maximum(m, s)
-        safe = tl.where(m_new == float("-inf"), 0.0, m_new)  # lanes that saw nothing finite yet: no inf - inf
-        total = total * tl.exp(m - safe) + tl.exp(s - safe)
-        if HAS_NOISE:  # noqa: SIM108 - a compile-time branch of the kernel
-            e = tl.load(noise_ptr + row * stride_noise + cols, mask=inside, other=1.0)
-        else:
-            e = -tl.log(u)  # Exp(1); U = 0 gives inf: never chosen
-        k = tl.where(inside, s - tl.log(e), float("-inf"))
-        better = k > best
-        return (
-            m_new,
-            total,
-            tl.where(better, k, best),
-            tl.where(better, cols, best_col),
-            tl.where(better, s, best_score),
-        )
-
-    @triton.jit
-    def _sample_partial_kernel(
-        logits_ptr,
-        noise_ptr,
-        seed_ptr,
-        step_ptr,
-        part_ptr,
-        col_ptr,
-        stride_row,
-        stride_noise,
-        vocab,
-        inv_temperature,
-        SPLITS: tl.constexpr,
-        HAS_NOISE: tl.constexpr,
-        SPLIT: tl.constexpr,
-        QUARTER: tl.constexpr,
-    ):
-        """Max and exp-sum of the scores, and the best key with its score and column, of one chunk of one row.
-        Each iteration reads 4 x QUARTER columns: one Philox call gives four uniforms a lane."""
+    def _chunk_stats_kernel(logits_ptr, part_ptr, stride_row, vocab, inv_temperature, SPLITS: tl.constexpr,
+                            SPLIT: tl.constexpr):
+        """Max and exp-sum (relative to that max) of the scores of one chunk of one row: one exp a column."""
         row = tl.program_id(0)
         chunk = tl.program_id(1)
-        key_seed = tl.load(seed_ptr) + tl.load(step_ptr)  # a fresh Philox key every step
-        lanes = tl.arange(0, QUARTER)
-        m = tl.full((QUARTER,), float("-inf"), tl.float32)
-        total = tl.zeros((QUARTER,), tl.float32)
-        best = tl.full((QUARTER,), float("-inf"), tl.float32)
-        best_col = tl.zeros((QUARTER,), tl.int32)
-        best_score = tl.zeros((QUARTER,), tl.float32)
-        for start in range(chunk * SPLIT, tl.minimum(chunk * SPLIT + SPLIT, vocab), 4 * QUARTER):
-            cols = start + lanes
-            u0, u1, u2, u3 = tl.rand4x(key_seed, row * vocab + cols)  # offsets unique per (row, block, lane)
-            m, total, best, best_col, best_score = _update(
-                logits_ptr,
-                noise_ptr,
-                row,
-                cols,
-                vocab,
-                stride_row,
-                stride_noise,
-                inv_temperature,
-                u0,
-                m,
-                total,
-                best,
-                best_col,
-                best_score,
-                HAS_NOISE,
-            )
-            m, total, best, best_col, best_score = _update(
-                logits_ptr,
-                noise_ptr,
-                row,
-                cols + QUARTER,
-                vocab,
-                stride_row,
-                stride_noise,
-                inv_temperature,
-                u1,
-                m,
-                total,
-                best,
-                best_col,
-                best_score,
-                HAS_NOISE,
-            )
-            m, total, best, best_col, best_score = _update(
-                logits_ptr,
-                noise_ptr,
-                row,
-                cols + 2 * QUARTER,
-                vocab,
-                stride_row,
-                stride_noise,
-                inv_temperature,
-                u2,
-                m,
-                total,
-                best,
-                best_col,
-                best_score,
-                HAS_NOISE,
-            )
-            m, total, best, best_col, best_score = _update(
-                logits_ptr,
-                noise_ptr,
-                row,
-                cols + 3 * QUARTER,
-                vocab,
-                stride_row,
-                stride_noise,
-                inv_temperature,
-                u3,
-                m,
-                total,
-                best,
-                best_col,
-                best_score,
-                HAS_NOISE,
-            )
-        top = tl.max(m, 0)
-        safe_top = tl.where(top == float("-inf"), 0.0, top)
-        lane = tl.argmax(best, 0)
-        pick = lanes == lane
-        out = (row * SPLITS + chunk) * 4  # [B, SPLITS, 4]: max, exp-sum (relative to max), best key, its score
+        cols = chunk * SPLIT + tl.arange(0, SPLIT)
+        s = tl.load(logits_ptr + row * stride_row + cols, mask=cols < vocab, other=float("-inf")).to(tl.float32)
+        s = s * inv_temperature
+        top = tl.max(s, 0)
+        safe = tl.where(top == float("-inf"), 0.0, top)  # a chunk with nothing finite: sum 0, no inf - inf
+        out = (row * SPLITS + chunk) * 2
         tl.store(part_ptr + out, top)
-        tl.store(part_ptr + out + 1, tl.sum(total * tl.exp(m - safe_top), 0))
-        tl.store(part_ptr + out + 2, tl.max(tl.where(pick, best, float("-inf")), 0))
-        tl.store(part_ptr + out + 3, tl.sum(tl.where(pick, best_score, 0.0), 0))
-        tl.store(col_ptr + row * SPLITS + chunk, tl.sum(tl.where(pick, best_col, 0), 0))
+        tl.store(part_ptr + out + 1, tl.sum(tl.exp(s - safe), 0))
 
     @triton.jit
-    def _sample_merge_kernel(part_ptr, col_ptr, token_ptr, logprob_ptr, SPLITS: tl.constexpr, S_PAD: tl.constexpr):
-        """The row's token (the column of the largest key) and its log-probability (score - logsumexp)."""
+    def _pick_kernel(logits_ptr, part_ptr, seed_ptr, step_ptr, uniform_ptr, token_ptr, logprob_ptr, stride_row,
+                     vocab, inv_temperature, SPLITS: tl.constexpr, S_PAD: tl.constexpr, SPLIT: tl.constexpr,
+                     HAS_UNIFORM: tl.constexpr):
+        """The row's token by the inverse CDF at one uniform, and its log-probability."""
         row = tl.program_id(0)
-        splits = tl.arange(0, S_PAD)
-        live = splits < SPLITS
-        base = (row * SPLITS + splits) * 4
-        m = tl.load(part_ptr + base, mask=live, other=float("-inf"))
-        total = tl.load(part_ptr + base + 1, mask=live, other=0.0)
-        key = tl.load(part_ptr + base + 2, mask=live, other=float("-inf"))
-        score = tl.load(part_ptr + base + 3, mask=live, other=0.0)
-        top = tl.max(m, 0)
-        log_z = top + tl.log(tl.sum(tl.where(live, total * tl.exp(m - top), 0.0), 0))
-        winner = tl.argmax(key, 0)
-        pick = splits == winner
-        col = tl.load(col_ptr + row * SPLITS + splits, mask=live, other=0)
-        tl.store(token_ptr + row, tl.sum(tl.where(pick, col, 0), 0).to(tl.int64))
-        tl.store(logprob_ptr + row, tl.sum(tl.where(pick, score, 0.0), 0) - log_z)
+        chunks = tl.arange(0, S_PAD)
+        live = chunks < SPLITS
+        top_c = tl.load(part_ptr + (row * SPLITS + chunks) * 2, mask=live, other=float("-inf"))
+        sum_c = tl.load(part_ptr + (row * SPLITS + chunks) * 2 + 1, mask=live, other=0.0)
+        top = tl.max(top_c, 0)
+        mass = tl.where(live & (sum_c > 0), sum_c * tl.exp(top_c - top), 0.0)  # each chunk's exp-sum at the row's max
+        total = tl.sum(mass, 0)
+        if HAS_UNIFORM:  # noqa: SIM108 - a compile-time branch of the kernel
+            u = tl.load(uniform_ptr + row)
+        else:
+            u = tl.rand(tl.load(seed_ptr) + tl.load(step_ptr), row)  # a fresh Philox key every step
+        target = u * total
+        cumulative = tl.cumsum(mass, 0)
+        last_chunk = tl.max(tl.where(mass > 0, chunks, 0), 0)
+        chosen = tl.minimum(tl.sum((cumulative <= target).to(tl.int32), 0), last_chunk)
+        rest = tl.maximum(target - tl.sum(tl.where(chunks < chosen, mass, 0.0), 0), 0.0)  # >= 0 despite rounding
+        index = tl.arange(0, SPLIT)
+        cols = chosen * SPLIT + index
+        s = tl.load(logits_ptr + row * stride_row + cols, mask=cols < vocab, other=float("-inf")).to(tl.float32)
+        s = s * inv_temperature
+        e = tl.exp(s - top)
+        running = tl.cumsum(e, 0)
+        last = tl.max(tl.where(e > 0, index, 0), 0)
+        pick = tl.minimum(tl.sum((running <= rest).to(tl.int32), 0), last)  # the first column past `rest`
+        score = tl.sum(tl.where(index == pick, s, 0.0), 0)
+        tl.store(token_ptr + row, (chosen * SPLIT + pick).to(tl.int64))
+        tl.store(logprob_ptr + row, score - top - tl.log(total))
 
 
-@torch.library.custom_op("rlkit::gumbel_sample", mutates_args=())
-def gumbel_sample(
-    logits: torch.Tensor, seed: torch.Tensor, step: torch.Tensor, temperature: float, noise: torch.Tensor | None = None
+@torch.library.custom_op("rlkit::inverse_cdf_sample", mutates_args=())
+def inverse_cdf_sample(
+    logits: torch.Tensor, seed: torch.Tensor, step: torch.Tensor, temperature: float,
+    uniform: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """A token per row of `logits` [B, V] drawn from softmax(logits / temperature), and its log-probability under
-    that distribution (fp32). `seed` and `step` are int64 device tensors [1]: the noise is Philox keyed by their
-    sum; `noise` [B, V] (Exp(1)) replaces it. An opaque op to torch.compile (two kernels in its graph)."""
+    that distribution (fp32). `seed` and `step` are int64 device tensors [1]: the row's uniform is Philox keyed by
+    their sum; `uniform` [B] (fp32 in [0, 1)) replaces it. An opaque op to torch.compile (two kernels)."""
     batch, vocab = logits.shape
     if logits.stride(-1) != 1:
         logits = logits.contiguous()
     splits = triton.cdiv(vocab, SPLIT)
-    part = torch.empty((batch, splits, 4), dtype=torch.float32, device=logits.device)
-    cols = torch.empty((batch, splits), dtype=torch.int32, device=logits.device)
+    part = torch.empty((batch, splits, 2), dtype=torch.float32, device=logits.device)
     token = torch.empty(batch, dtype=torch.long, device=logits.device)
     logprob = torch.empty(batch, dtype=torch.float32, device=logits.device)
-    has_noise = noise is not None
-    if has_noise and noise.stride(-1) != 1:
-        noise = noise.contiguous()
-    _sample_partial_kernel[(batch, splits)](
-        logits,
-        noise if has_noise else logits,
-        seed,
-        step,
-        part,
-        cols,
-        logits.stride(0),
-        noise.stride(0) if has_noise else 0,
-        vocab,
-        1.0 / temperature,
-        SPLITS=splits,
-        HAS_NOISE=has_noise,
-        SPLIT=SPLIT,
-        QUARTER=QUARTER,
-        num_warps=WARPS,
-    )
-    _sample_merge_kernel[(batch,)](part, cols, token, logprob, SPLITS=splits, S_PAD=triton.next_power_of_2(splits))
+    _chunk_stats_kernel[(batch, splits)](logits, part, logits.stride(0), vocab, 1.0 / temperature, SPLITS=splits,
+                                         SPLIT=SPLIT, num_warps=WARPS)
+    has_uniform = uniform is not None
+    _pick_kernel[(batch,)](logits, part, seed, step, uniform.float() if has_uniform else part, token, logprob,
+                           logits.stride(0), vocab, 1.0 / temperature, SPLITS=splits,
+                           S_PAD=max(2, triton.next_power_of_2(splits)), SPLIT=SPLIT, HAS_UNIFORM=has_uniform,
+                           num_warps=PICK_WARPS)
     return token, logprob
 
 
-@gumbel_sample.register_fake
+@inverse_cdf_sample.register_fake
 def _(
-    logits: torch.Tensor, seed: torch.Tensor, step: torch.Tensor, temperature: float, noise: torch.Tensor | None = None
+    logits: torch.Tensor, seed: torch.Tensor, step: torch.Tensor, temperature: float,
+    uniform: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     batch = logits.shape[0]
     return logits.new_empty(batch, dtype=torch.long), logits.new_empty(batch, dtype=torch.float32)

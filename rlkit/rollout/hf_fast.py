@@ -14,8 +14,8 @@ modules, so weights are shared with the learner and a weight sync costs nothing)
 - sampling by the exponential-race (Gumbel-max) trick: argmax(log p - log E), E ~ Exp(1),
   which draws exactly from softmax(logits / T) without a cumulative sum or a multinomial;
 - the sampled token's log-probability under the warped distribution, as the HF engine records;
-- temperature sampling (top_p = 1) in one pass over the logits, the noise drawn in registers and the logsumexp
-  fused (`rlkit/rollout/decode_sampling.py`; `sampling = "triton"`, the default where available);
+- temperature sampling (top_p = 1) by the inverse CDF at one uniform a row, in two short kernels that read
+  the logits about once (`rlkit/rollout/decode_sampling.py`; `sampling = "triton"`, the default where available);
 - the decode step's attention in Triton kernels that read only the filled part of the cache, its length
   taken from the device so one captured graph serves every step, the rotary embedding and the cache writes
   done inside (`rlkit/rollout/decode_attention.py`; `attention = "triton"`, the default where Triton is
@@ -43,7 +43,7 @@ from rlkit.rollout.base import Completion, SamplingParams
 from rlkit.rollout.decode_attention import available as decode_attention_available
 from rlkit.rollout.decode_attention import decode_attention, decode_attention_rope
 from rlkit.rollout.decode_sampling import available as decode_sampling_available
-from rlkit.rollout.decode_sampling import gumbel_sample
+from rlkit.rollout.decode_sampling import inverse_cdf_sample
 from rlkit.rollout.decode_state import DecodeState
 from rlkit.rollout.hf import InProcessEngine
 
@@ -144,7 +144,7 @@ class FastHFEngine(InProcessEngine):
         self.attention = "triton"  # the decode step's attention: "triton" (where available) or "plain"
         self.compile_mode: str | None = None  # torch.compile mode of the decode step (None: the default mode)
         self.sampling = (
-            "triton"  # temperature sampling in decode steps: "triton" (one pass, where available) or "torch"
+            "triton"  # temperature sampling in decode steps: "triton" (inverse CDF, where available) or "torch"
         )
         self.stats: dict[str, float] = {}  # token counts since the caller last cleared it (rlkit bench reads them)
         self._states: dict[tuple, DecodeState] = {}
@@ -280,12 +280,12 @@ class FastHFEngine(InProcessEngine):
 
         kernel = (valid, slot) if self._use_kernel(keys[0]) else None
         logits = self._forward(token[:, None], position[:, None], keys, values, valid[:, None], write, kernel)
-        if seed is not None:  # one pass over the logits (rlkit/rollout/decode_sampling.py)
-            return gumbel_sample(logits, seed, step, temperature)
+        if seed is not None:  # inverse-CDF sampling kernels (rlkit/rollout/decode_sampling.py)
+            return inverse_cdf_sample(logits, seed, step, temperature)
         return sample_tokens(logits, noise, temperature, top_p)
 
     def _fused_sampling(self, state: DecodeState, sampling: SamplingParams) -> bool:
-        """Whether decode steps sample with the one-pass Triton kernel: asked for, temperature sampling without
+        """Whether decode steps sample with the Triton kernels (inverse CDF): asked for, temperature sampling without
         top-p, CUDA with Triton."""
         return (
             self.sampling == "triton"
