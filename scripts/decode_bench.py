@@ -8,7 +8,9 @@ compiled torch ops (noise drawn by `exponential_`) instead of the sampling kerne
 `+autotune` compiles the step with mode max-autotune-no-cudagraphs; `+fold` merges the attention
 chunks in the last chunk program instead of a merge kernel (decode_attention.FOLD; without it, the merge kernel);
 `+norope` rotates q/k and writes the cache with compiled torch ops instead of inside the attention kernel
-(decode_attention.FUSE_ROPE off); `+cN` / `+wN` the kernel's chunk of slots (128) / warps (4); `+pdl` Inductor's
+(decode_attention.FUSE_ROPE off); `+gumbel=FILE` samples with the exponential-race kernel of an earlier
+decode_sampling.py (e.g. `git show 0da1d11:rlkit/rollout/decode_sampling.py`); `+cN` / `+wN` the kernel's chunk of
+slots (128) / warps (4); `+pdl` Inductor's
 programmatic dependent launch for its Triton kernels (Hopper); `+cublaslt` cuBLASLt as torch's preferred BLAS. (Three levers measured with
 this script and then removed, docs/BENCHMARKS.md: graphs per 64/128-slot cache-length bucket with the plain
 attention, drawing the sampling noise inside the compiled step, and a Triton skinny GEMM for the projections,
@@ -50,6 +52,22 @@ def timed(fn, device: torch.device, *args) -> float:  # noqa: ANN001, ANN002
     return time.perf_counter() - start
 
 
+SAMPLERS: dict = {}
+
+
+def sampler_for(flags: list[str]):  # noqa: ANN201
+    """The engine's sampling op: the inverse-CDF kernels, or with `+gumbel=FILE` the exponential-race kernel of an
+    earlier decode_sampling.py (`gumbel_sample`, the same positional arguments)."""
+    from rlkit.rollout.decode_sampling import inverse_cdf_sample
+
+    path = next((f.split("=", 1)[1] for f in flags if f.startswith("gumbel=")), None)
+    if path is None:
+        return inverse_cdf_sample
+    if path not in SAMPLERS:
+        SAMPLERS[path] = load_kernels(path).gumbel_sample
+    return SAMPLERS[path]
+
+
 def engine_for(model, tokenizer, variant: str, stops: bool) -> FastHFEngine:  # noqa: ANN001
     """`attention[+flag...]`: the attention path and the levers of the module docstring, set before the engine
     compiles and captures its step."""
@@ -63,6 +81,9 @@ def engine_for(model, tokenizer, variant: str, stops: bool) -> FastHFEngine:  # 
     elif "pdl" in flags:
         print(f"[decode] {variant}: this torch's Inductor has no enable_pdl; the variant runs without it", flush=True)
     torch.backends.cuda.preferred_blas_library("cublaslt" if "cublaslt" in flags else "cublas")
+    from rlkit.rollout import hf_fast
+
+    hf_fast.inverse_cdf_sample = sampler_for(flags)  # read when the step is traced (each variant traces afresh)
     engine = FastHFEngine(model, tokenizer)
     if not stops:
         engine.stop_ids = set()
