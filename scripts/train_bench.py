@@ -112,6 +112,15 @@ def sdpa_choice(w, rows: int, device: torch.device, backend: str) -> str:  # noq
     return names.get(int(number), str(number))
 
 
+def timed_step(learner: TorchLearner, batch: TokenBatch, loss_fn, device: torch.device) -> tuple[float, dict]:  # noqa: ANN001
+    """Seconds of one `train_step`, the device synchronized before and after, and its metrics."""
+    torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    metrics = learner.train_step(batch, loss_fn)
+    torch.cuda.synchronize(device)
+    return time.perf_counter() - start, metrics
+
+
 def profile(learner: TorchLearner, batch: TokenBatch, loss_fn, device: torch.device, label: str) -> dict:  # noqa: ANN001
     from torch.profiler import ProfilerActivity
     from torch.profiler import profile as torch_profile
@@ -187,11 +196,8 @@ def main() -> None:
         warm, first = [], {}
         try:
             for _ in range(args.warmup):
-                torch.cuda.synchronize(device)
-                start = time.perf_counter()
-                step_metrics = learner.train_step(batch, loss_fn)
-                torch.cuda.synchronize(device)
-                warm.append(time.perf_counter() - start)
+                seconds, step_metrics = timed_step(learner, batch, loss_fn, device)
+                warm.append(seconds)
                 first = first or step_metrics
         except RuntimeError as err:  # e.g. a backend that cannot run this call on this device
             reason = str(err).strip().splitlines()[0][:300] if str(err).strip() else type(err).__name__
@@ -207,11 +213,8 @@ def main() -> None:
         graphs = int(counters["stats"].get("unique_graphs", 0))
         times = []
         for _ in range(args.repeats):
-            torch.cuda.synchronize(device)
-            start = time.perf_counter()
-            metrics = learner.train_step(batch, loss_fn)
-            torch.cuda.synchronize(device)
-            times.append(time.perf_counter() - start)
+            seconds, metrics = timed_step(learner, batch, loss_fn, device)
+            times.append(seconds)
         peak = torch.cuda.max_memory_allocated(device) / 2**30
         median = statistics.median(times)
         record = {
