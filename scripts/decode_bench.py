@@ -180,9 +180,10 @@ def attention_alone(args: argparse.Namespace, device: torch.device) -> None:
     versions = {"current": decode_attention} | {p: load_kernels(p) for p in args.attention_files.split(",") if p}
     for name, module in versions.items():
         for setting in args.attention_settings.split(","):
-            chunk, warps = (int(x[1:]) for x in setting.split("-"))
-            module.CHUNK, module.NUM_WARPS, module.FOLD = chunk, warps, True
-            module.FOLD_MAX_SPLITS = max(getattr(module, "FOLD_MAX_SPLITS", 8), -(-slots // chunk))
+            parts = {x[0]: int(x[1:]) for x in setting.split("-")}  # c: chunk, w: warps, v: EARLY_V_MAX_D
+            module.CHUNK, module.NUM_WARPS, module.FOLD = parts.get("c", 128), parts.get("w", 4), True
+            if "v" in parts:
+                module.EARLY_V_MAX_D = parts["v"]  # a version without it ignores it
             if not hasattr(module, "NUM_WARPS"):
                 print(f"[attention] {name}: no NUM_WARPS in this version; its default warps", flush=True)
 
@@ -281,7 +282,8 @@ def main() -> None:
     parser.add_argument("--skip-decode", action="store_true", help="only the LM head (or the attention alone)")
     parser.add_argument("--attention", action="store_true", help="also time the attention op alone, per version")
     parser.add_argument("--attention-files", default="", help="other versions of decode_attention.py to time")
-    parser.add_argument("--attention-settings", default="c128-w4", help="comma-separated cCHUNK-wWARPS")
+    parser.add_argument("--attention-settings", default="c128-w4",
+                        help="comma-separated cCHUNK-wWARPS[-vEARLY_V_MAX_D]")
     parser.add_argument("--device", default="cuda", help="cuda; cpu only to try the script on a small preset")
     args = parser.parse_args()
     device = torch.device(args.device)

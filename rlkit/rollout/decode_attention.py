@@ -38,6 +38,9 @@ FOLD = True  # the last chunk program of a (row, KV head) merges (ticket from an
 FOLD_MAX_SPLITS = 8  # longer caches keep the merge kernel: the fold's last program merges its chunks one by one,
 # measured only at 5 chunks (the reference's 576 slots), not at the long preset's 26 (3,328 slots)
 NUM_WARPS = 4  # warps of a chunk program
+EARLY_V_MAX_D = 64  # V's tile loaded together with K's up to this head size (0.5B, head size 64: the op -3%, H200);
+# a 1.5B shape (head size 128) decoded slower with every change of this session's kernel together, the early V load the
+# suspect (twice the registers live): docs/BENCHMARKS.md, "... (issue 18, a fifth session)"
 FUSE_ROPE = True  # the engine hands the kernel un-rotated q/k and lets it write the cache (decode_attention_rope)
 COUNTERS = 1 << 16  # tickets for the fold (int32, zero between calls)
 _counters: dict[torch.device, torch.Tensor] = {}
@@ -57,7 +60,7 @@ if triton is not None:
                         stride_mb, stride_ob, stride_oh, stride_nkb, stride_nkh, stride_nvb, stride_nvh, stride_cb,
                         stride_sb, scale, HEADS: tl.constexpr, SPLITS: tl.constexpr, S_PAD: tl.constexpr,
                         GROUPS: tl.constexpr, G_PAD: tl.constexpr, D: tl.constexpr, CHUNK: tl.constexpr,
-                        PRECISION: tl.constexpr, FOLD: tl.constexpr, ROPE: tl.constexpr):
+                        PRECISION: tl.constexpr, FOLD: tl.constexpr, ROPE: tl.constexpr, EARLY_V: tl.constexpr):
         """Softmax statistics and the weighted V sum of one chunk of CHUNK slots, for the query heads of a KV head;
         with ROPE, q and this step's K are rotated here and the new K/V written to the cache at the slot; with FOLD,
         the last program of the (row, KV head) to finish merges every chunk into the output."""
@@ -94,15 +97,19 @@ if triton is not None:
                 inside = inside & (offs != slot)
             k = tl.load(k_ptr + row * stride_kb + kv_head * stride_kh + offs[:, None] * stride_kl + d[None, :],
                         mask=inside[:, None], other=0.0)
-            v = tl.load(v_ptr + row * stride_vb + kv_head * stride_vh + offs[:, None] * stride_vl + d[None, :],
-                        mask=inside[:, None], other=0.0)  # issued with K's load, before the scores need K
+            v_at = v_ptr + row * stride_vb + kv_head * stride_vh + offs[:, None] * stride_vl + d[None, :]
+            if EARLY_V:  # issued with K's load, before the scores need K (small heads: both tiles fit in registers)
+                v = tl.load(v_at, mask=inside[:, None], other=0.0)
             if ROPE:
                 k = tl.where(here[:, None], new_k[None, :], k)
-                v = tl.where(here[:, None], new_v[None, :], v)
             s = tl.dot(q, tl.trans(k), input_precision=PRECISION)
             s = tl.where(ok[None, :], s * scale, float("-inf"))
             m = tl.maximum(tl.max(s, 1), -1.0e30)  # finite even when no slot of the chunk is valid (left padding)
             p = tl.exp(s - m[:, None])
+            if not EARLY_V:
+                v = tl.load(v_at, mask=inside[:, None], other=0.0)
+            if ROPE:
+                v = tl.where(here[:, None], new_v[None, :], v)
             acc = tl.dot(p.to(v.dtype), v, input_precision=PRECISION)
             if ROPE:  # noqa: SIM102 - a compile-time branch: new_k/new_v exist only with ROPE
                 if slot // CHUNK == split:  # the one program whose chunk holds the slot writes the cache
@@ -194,7 +201,7 @@ def _launch(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, valid: to
         HEADS=heads, SPLITS=splits, S_PAD=triton.next_power_of_2(splits), GROUPS=groups,
         G_PAD=max(16, triton.next_power_of_2(groups)), D=head_dim, CHUNK=CHUNK,
         PRECISION="ieee" if q.dtype == torch.float32 else "tf32",  # fp32: exact products; else unused
-        FOLD=fold, ROPE=rope is not None, num_warps=NUM_WARPS,
+        FOLD=fold, ROPE=rope is not None, EARLY_V=head_dim <= EARLY_V_MAX_D, num_warps=NUM_WARPS,
     )
     if fold:
         return out
