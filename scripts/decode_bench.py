@@ -283,7 +283,7 @@ def main() -> None:
     parser.add_argument("--attention", action="store_true", help="also time the attention op alone, per version")
     parser.add_argument("--attention-files", default="", help="other versions of decode_attention.py to time")
     parser.add_argument("--attention-settings", default="c128-w4",
-                        help="comma-separated cCHUNK-wWARPS[-vEARLY_V_MAX_D]")
+                        help="comma-separated cCHUNK-wWARPS[-vN: EARLY_V_MAX_D of a version that has it, ef97d7d]")
     parser.add_argument("--device", default="cuda", help="cuda; cpu only to try the script on a small preset")
     args = parser.parse_args()
     device = torch.device(args.device)

@@ -38,8 +38,6 @@ FOLD = True  # the last chunk program of a (row, KV head) merges (ticket from an
 FOLD_MAX_SPLITS = 8  # longer caches keep the merge kernel: the fold's last program merges its chunks one by one,
 # measured only at 5 chunks (the reference's 576 slots), not at the long preset's 26 (3,328 slots)
 NUM_WARPS = 4  # warps of a chunk program
-EARLY_V_MAX_D = 64  # V's tile loaded together with K's up to this head size (0.5B, head size 64: the op -3%, H200);
-# a 1.5B shape (head size 128) decoded slower with every change of this session's kernel together, the early V load the
 # suspect (twice the registers live): docs/BENCHMARKS.md, "... (issue 18, a fifth session)"
 FUSE_ROPE = True  # the engine hands the kernel un-rotated q/k and lets it write the cache (decode_attention_rope)
 COUNTERS = 1 << 16  # tickets for the fold (int32, zero between calls)
@@ -60,7 +58,7 @@ if triton is not None:
                         stride_mb, stride_ob, stride_oh, stride_nkb, stride_nkh, stride_nvb, stride_nvh, stride_cb,
                         stride_sb, scale, HEADS: tl.constexpr, SPLITS: tl.constexpr, S_PAD: tl.constexpr,
                         GROUPS: tl.constexpr, G_PAD: tl.constexpr, D: tl.constexpr, CHUNK: tl.constexpr,
-                        PRECISION: tl.constexpr, FOLD: tl.constexpr, ROPE: tl.constexpr, EARLY_V: tl.constexpr):
+                        PRECISION: tl.constexpr, FOLD: tl.constexpr, ROPE: tl.constexpr):
         """Softmax statistics and the weighted V sum of one chunk of CHUNK slots, for the query heads of a KV head;
         with ROPE, q and this step's K are rotated here and the new K/V written to the cache at the slot; with FOLD,
         the last program of the (row, KV head) to finish merges every chunk into the output."""
@@ -68,27 +66,26 @@ if triton is not None:
         kv_head = tl.program_id(1)
         split = tl.program_id(2)
         slot = tl.load(slot_ptr)
-        # loads that do not depend on the slot go out with its load (each wait is a round trip to memory)
-        g = tl.arange(0, G_PAD)
-        d = tl.arange(0, D)
-        heads = kv_head * GROUPS + g
-        live_heads = g < GROUPS
-        q_at = q_ptr + row * stride_qb + heads[:, None] * stride_qh
-        q = tl.load(q_at + d[None, :], mask=live_heads[:, None], other=0.0)
-        if ROPE:  # x * cos + rotate_half(x) * sin in fp32, rounded once (as the compiled torch ops round)
-            partner = (d + D // 2) % D  # rotate_half(x)[d] = -x[d + D/2] (first half), x[d - D/2] (second)
-            sign = tl.where(d < D // 2, -1.0, 1.0)
-            cos = tl.load(cos_ptr + row * stride_cb + d).to(tl.float32)
-            sin = tl.load(sin_ptr + row * stride_sb + d).to(tl.float32) * sign
-            q_partner = tl.load(q_at + partner[None, :], mask=live_heads[:, None], other=0.0)
-            new_k_at = new_k_ptr + row * stride_nkb + kv_head * stride_nkh
-            new_k = tl.load(new_k_at + d).to(tl.float32) * cos + tl.load(new_k_at + partner).to(tl.float32) * sin
-            new_k = new_k.to(k_ptr.dtype.element_ty)
-            new_v = tl.load(new_v_ptr + row * stride_nvb + kv_head * stride_nvh + d).to(v_ptr.dtype.element_ty)
-            q = (q.to(tl.float32) * cos[None, :] + q_partner.to(tl.float32) * sin[None, :]).to(q.dtype)
         length = slot + 1
         start = split * CHUNK
         if start < length:  # chunks past the filled part exit at once: nothing of them is read
+            g = tl.arange(0, G_PAD)
+            d = tl.arange(0, D)
+            heads = kv_head * GROUPS + g
+            live_heads = g < GROUPS
+            q_at = q_ptr + row * stride_qb + heads[:, None] * stride_qh
+            q = tl.load(q_at + d[None, :], mask=live_heads[:, None], other=0.0)
+            if ROPE:  # x * cos + rotate_half(x) * sin in fp32, rounded once (as the compiled torch ops round)
+                partner = (d + D // 2) % D  # rotate_half(x)[d] = -x[d + D/2] (first half), x[d - D/2] (second)
+                sign = tl.where(d < D // 2, -1.0, 1.0)
+                cos = tl.load(cos_ptr + row * stride_cb + d).to(tl.float32)
+                sin = tl.load(sin_ptr + row * stride_sb + d).to(tl.float32) * sign
+                q_partner = tl.load(q_at + partner[None, :], mask=live_heads[:, None], other=0.0)
+                new_k_at = new_k_ptr + row * stride_nkb + kv_head * stride_nkh
+                new_k = tl.load(new_k_at + d).to(tl.float32) * cos + tl.load(new_k_at + partner).to(tl.float32) * sin
+                new_k = new_k.to(k_ptr.dtype.element_ty)
+                new_v = tl.load(new_v_ptr + row * stride_nvb + kv_head * stride_nvh + d).to(v_ptr.dtype.element_ty)
+                q = (q.to(tl.float32) * cos[None, :] + q_partner.to(tl.float32) * sin[None, :]).to(q.dtype)
             offs = start + tl.arange(0, CHUNK)
             inside = offs < length
             ok = (tl.load(valid_ptr + row * stride_mb + offs, mask=inside, other=0) != 0) & inside
@@ -98,16 +95,13 @@ if triton is not None:
             k = tl.load(k_ptr + row * stride_kb + kv_head * stride_kh + offs[:, None] * stride_kl + d[None, :],
                         mask=inside[:, None], other=0.0)
             v_at = v_ptr + row * stride_vb + kv_head * stride_vh + offs[:, None] * stride_vl + d[None, :]
-            if EARLY_V:  # issued with K's load, before the scores need K (small heads: both tiles fit in registers)
-                v = tl.load(v_at, mask=inside[:, None], other=0.0)
+            v = tl.load(v_at, mask=inside[:, None], other=0.0)  # issued with K's load, before the scores need K
             if ROPE:
                 k = tl.where(here[:, None], new_k[None, :], k)
             s = tl.dot(q, tl.trans(k), input_precision=PRECISION)
             s = tl.where(ok[None, :], s * scale, float("-inf"))
             m = tl.maximum(tl.max(s, 1), -1.0e30)  # finite even when no slot of the chunk is valid (left padding)
             p = tl.exp(s - m[:, None])
-            if not EARLY_V:
-                v = tl.load(v_at, mask=inside[:, None], other=0.0)
             if ROPE:
                 v = tl.where(here[:, None], new_v[None, :], v)
             acc = tl.dot(p.to(v.dtype), v, input_precision=PRECISION)
@@ -201,7 +195,7 @@ def _launch(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, valid: to
         HEADS=heads, SPLITS=splits, S_PAD=triton.next_power_of_2(splits), GROUPS=groups,
         G_PAD=max(16, triton.next_power_of_2(groups)), D=head_dim, CHUNK=CHUNK,
         PRECISION="ieee" if q.dtype == torch.float32 else "tf32",  # fp32: exact products; else unused
-        FOLD=fold, ROPE=rope is not None, EARLY_V=head_dim <= EARLY_V_MAX_D, num_warps=NUM_WARPS,
+        FOLD=fold, ROPE=rope is not None, num_warps=NUM_WARPS,
     )
     if fold:
         return out
