@@ -74,9 +74,9 @@ def pack_sequences(sequences: list[list[int]], starts: list[int], max_length: in
 
 
 def sft_loss(num_tokens: float):  # noqa: ANN201
-    def loss_fn(batch: TokenBatch, logprobs: torch.Tensor, entropy: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+    def loss_fn(batch: TokenBatch, logprobs: torch.Tensor, entropy: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         nll = -(logprobs * batch.loss_mask).sum() / num_tokens
-        return nll, {"loss": float(nll)}
+        return nll, {"loss": nll.detach()}  # read by the learner once a step (no sync a micro-batch)
 
     return loss_fn
 
