@@ -3,7 +3,7 @@
 # (scripts/decode_bench.py, one line per variant, a kernel profile of one), then the train phase alone
 # (scripts/train_bench.py, likewise), each step under its own time limit so one slow step cannot eat the call.
 # Logs and JSON under $OUT (or /tmp/levers). Empty variables skip a step.
-# Usage: [CHECKS_ONLY=1,5] [DECODE="triton+fold,..."] [DECODE_PROFILE=triton+fold] [TRAIN="regional-headk-keep,..."]
+# Usage: [CHECKS_ONLY=1,5] [DECODE="triton+fold,..."] [DECODE_REPEATS=3] [DECODE_PROFILE=triton+fold] [TRAIN="regional-headk-keep,..."]
 #        [TRAIN_PROFILE=...] [PRESET=reference] [T_CHECKS=120 T_DECODE=300 T_TRAIN=240] [WHEELS=wheels] \
 #        bash scripts/levers_gpu.sh
 # (the fourth session's train-phase call ran this script's predecessor, scripts/train_levers_gpu.sh, at b85b4a8)
@@ -32,7 +32,7 @@ fi
 if [ -n "${DECODE:-}" ]; then
   echo "== decode step: $DECODE"
   timeout "${T_DECODE:-300}" $PY scripts/decode_bench.py --preset "$PRESET" --variants "$DECODE" \
-    --profile "${DECODE_PROFILE:-}" 2>&1 | quiet | tee "$OUT/decode.log"
+    --repeats "${DECODE_REPEATS:-3}" --profile "${DECODE_PROFILE:-}" 2>&1 | quiet | tee "$OUT/decode.log"
 fi
 if [ -n "${TRAIN:-}" ]; then
   echo "== train phase: $TRAIN"

@@ -13,7 +13,9 @@ micro-batch (every one on the bench's rows) reaches SDPA as no mask + is_causal 
 heads, not repeated), which every backend can take; the others stay behind the chosen one as fallbacks, so a variant
 prints which one SDPA's dispatcher picks for that call (`sdpa ...`); a variant that raises prints `failed` and the
 next one runs. `nogw` sums the head's weight gradient over chunks as a half-precision product cast and added in fp32
-(logprobs.SUM_IN_GEMM off; by default one GEMM adds into the fp32 sum). The preset's own settings fill the rest. Each new body shape, compile scope or attention backend
+(logprobs.SUM_IN_GEMM off; by default one GEMM adds into the fp32 sum). `autotune` compiles as torch.compile's mode
+"max-autotune-no-cudagraphs" would (Inductor's max_autotune and coordinate_descent_tuning: GEMMs benchmarked against
+Triton templates that can take their elementwise neighbours as epilogues). The preset's own settings fill the rest. Each new body shape, compile scope or attention backend
 compiles afresh (torch._dynamo.reset(): the backend is baked into the compiled code when it is traced, with no guard
 on it), then `--warmup` untimed steps (the first one's seconds include compiling: for a cold compile run each scope
 first in its own process with fresh TORCHINDUCTOR_CACHE_DIR / TRITON_CACHE_DIR) and `--repeats` timed ones. Every
@@ -38,6 +40,7 @@ from collections import defaultdict
 from dataclasses import replace
 
 import torch
+import torch._inductor.config
 
 from rlkit.algos.rl_objective import make_policy_loss
 from rlkit.bench.rlkit_step import bench_config
@@ -92,11 +95,12 @@ def settings(w, variant: str) -> tuple:  # noqa: ANN001
             options["compile_scope"] = "layers"
         elif part in SDPA_BACKENDS:
             options["attention_backend"] = part
-        elif part == "nogw":
+        elif part in ("nogw", "autotune"):
             pass  # read below
         elif part not in ("base", ""):
             raise SystemExit(f"unknown variant part {part!r}")
     head_logprobs.SUM_IN_GEMM = "nogw" not in variant.split("-")  # read in backward: no recompile needed
+    options["autotune"] = "autotune" in variant.split("-")  # read before compiling (a new shape tuple: compiles afresh)
     return mb, tokens, chunk, compiled, options
 
 
@@ -181,9 +185,12 @@ def main() -> None:
     results, shape = [], None
     for variant in args.variants.split(","):
         mb, tokens, chunk, compiled, options = settings(w, variant)
-        if (mb, tokens, compiled, options["compile_scope"], options["attention_backend"]) != shape:
+        autotune = options.pop("autotune")
+        if (mb, tokens, compiled, options["compile_scope"], options["attention_backend"], autotune) != shape:
             torch._dynamo.reset()  # a new body shape or backend compiles afresh (static shapes, as a run of one would)
-            shape = (mb, tokens, compiled, options["compile_scope"], options["attention_backend"])
+            shape = (mb, tokens, compiled, options["compile_scope"], options["attention_backend"], autotune)
+            # mode "max-autotune-no-cudagraphs" as Inductor settings: the learner's torch.compile takes no mode
+            torch._inductor.config.max_autotune = torch._inductor.config.coordinate_descent_tuning = autotune
         choice = "n/a (packed rows: a block-diagonal mask)" if tokens else sdpa_choice(w, mb, device, options["attention_backend"])
         model.load_state_dict(initial)
         config = bench_config(
