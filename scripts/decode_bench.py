@@ -212,6 +212,50 @@ def attention_alone(args: argparse.Namespace, device: torch.device) -> None:
                   + " / ".join(f"{t:.2f}" for t in line) + f" (mean {statistics.mean(line):.2f})", flush=True)
 
 
+def gemm_layouts(args: argparse.Namespace, device: torch.device) -> None:
+    """The decode step's four projections alone, per layout of the cuBLAS call: `x @ W.T` (F.linear, what the engine
+    runs; cuBLAS sees the weight's rows as its M) against `(W @ x.T).T` (the rows as its M: cuBLAS's heuristics pick
+    other kernels, e.g. no split-K for the down projection), with and without making that output contiguous. One
+    weight per layer of the preset (together past L2, as in a step), all layers in one CUDA graph; us a layer."""
+    w = PRESETS[args.preset]
+    rows, dim = w.sequences, w.hidden // w.heads
+    shapes = {"q|k|v": ((w.heads + 2 * w.kv_heads) * dim, w.hidden), "o": (w.hidden, w.heads * dim),
+              "gate|up": (2 * w.intermediate, w.hidden), "down": (w.hidden, w.intermediate)}
+    gen = torch.Generator(device=device).manual_seed(0)
+    for name, (out_features, in_features) in shapes.items():
+        weights = [torch.randn(out_features, in_features, device=device, dtype=torch.bfloat16, generator=gen) * 0.02
+                   for _ in range(w.layers)]
+        x = torch.randn(rows, in_features, device=device, dtype=torch.bfloat16, generator=gen)
+        layouts = {
+            "x@W.T": lambda weight, x=x: torch.nn.functional.linear(x, weight),
+            "(W@x.T).T": lambda weight, x=x: torch.mm(weight, x.T).T,
+            "(W@x.T).T contiguous": lambda weight, x=x: torch.mm(weight, x.T).T.contiguous(),
+        }
+        reference = torch.nn.functional.linear(x, weights[0]).float()
+        line = []
+        for layout, fn in layouts.items():
+            error = float((fn(weights[0]).float() - reference).abs().max())
+
+            def run(fn=fn, weights=weights) -> None:  # noqa: ANN001
+                for weight in weights:
+                    fn(weight)
+
+            run()
+            torch.cuda.synchronize(device)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                run()
+            graph.replay()
+            torch.cuda.synchronize(device)
+            start = time.perf_counter()
+            for _ in range(args.repeats * 50):
+                graph.replay()
+            torch.cuda.synchronize(device)
+            seconds = (time.perf_counter() - start) / (args.repeats * 50 * w.layers)
+            line.append(f"{layout} {1e6 * seconds:.2f} us (max |diff| {error:.1e})")
+        print(f"[gemm] {args.preset} {name} ({rows} x {in_features} -> {out_features}): " + "; ".join(line), flush=True)
+
+
 def lm_head(device: torch.device) -> None:
     """Our fused chunked head (logprobs and entropy) vs Liger's fused linear cross-entropy (loss only, its
     gradient computed during the forward), forward + backward of sum(-log p(target)) on the 0.5B head."""
@@ -286,6 +330,7 @@ def main() -> None:
     parser.add_argument("--attention-files", default="", help="other versions of decode_attention.py to time")
     parser.add_argument("--attention-settings", default="c128-w4",
                         help="comma-separated cCHUNK-wWARPS[-vN: EARLY_V_MAX_D of a version that has it, ef97d7d]")
+    parser.add_argument("--gemms", action="store_true", help="also time the projections alone, per cuBLAS layout")
     parser.add_argument("--device", default="cuda", help="cuda; cpu only to try the script on a small preset")
     args = parser.parse_args()
     device = torch.device(args.device)
@@ -293,6 +338,8 @@ def main() -> None:
         decode_variants(args, device)
     if args.attention:
         attention_alone(args, device)
+    if args.gemms:
+        gemm_layouts(args, device)
     if args.liger:
         lm_head(device)
 
