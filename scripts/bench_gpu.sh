@@ -25,7 +25,7 @@ STEPS=${2:-3}
 PRESET=${PRESET:-reference}
 BENCH_ARGS=${BENCH_ARGS:-}
 PY=${PYTHON:-python3}
-export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
+export PYTHONUNBUFFERED=1
 
 if [ -d wheels ] && ls wheels/*.whl >/dev/null 2>&1 && [ ! -d /tmp/site ]; then
   $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site wheels/*.whl || exit 1

@@ -8,7 +8,8 @@ compiled torch ops (noise drawn by `exponential_`) instead of the sampling kerne
 `+autotune` compiles the step with mode max-autotune-no-cudagraphs; `+fold` merges the attention
 chunks in the last chunk program instead of a merge kernel (decode_attention.FOLD; without it, the merge kernel);
 `+norope` rotates q/k and writes the cache with compiled torch ops instead of inside the attention kernel
-(decode_attention.FUSE_ROPE off); `+gumbel=FILE` samples with the exponential-race kernel of an earlier
+(decode_attention.FUSE_ROPE off), `+rope` inside the kernel at every head size (by default only up to 64,
+decode_attention.FUSE_ROPE_MAX_HEAD_DIM); `+gumbel=FILE` samples with the exponential-race kernel of an earlier
 decode_sampling.py (e.g. `git show 0da1d11:rlkit/rollout/decode_sampling.py`); `+cN` / `+wN` the kernel's chunk of
 slots (128) / warps (4); `+fmN` the fold for caches of up to N chunks (decode_attention.FOLD_MAX_SPLITS, 8;
 longer ones keep the merge kernel); `+pdl` Inductor's
@@ -75,6 +76,7 @@ def engine_for(model, tokenizer, variant: str, stops: bool) -> FastHFEngine:  # 
     attention, *flags = variant.split("+")
     decode_attention.FOLD = "fold" in flags  # read when the step is captured (each variant captures afresh)
     decode_attention.FUSE_ROPE = "norope" not in flags
+    decode_attention.FUSE_ROPE_MAX_HEAD_DIM = 1 << 20 if "rope" in flags else 64
     decode_attention.CHUNK = next((int(f[1:]) for f in flags if f[:1] == "c" and f[1:].isdigit()), 128)
     decode_attention.NUM_WARPS = next((int(f[1:]) for f in flags if f[:1] == "w" and f[1:].isdigit()), 4)
     decode_attention.FOLD_MAX_SPLITS = next((int(f[2:]) for f in flags if f[:2] == "fm" and f[2:].isdigit()), 8)

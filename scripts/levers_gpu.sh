@@ -13,7 +13,7 @@ OUT=${OUT:-/tmp/levers}
 mkdir -p "$OUT"
 PY=${PYTHON:-python3}
 PRESET=${PRESET:-reference}
-export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
+export PYTHONUNBUFFERED=1
 WHEELS=${WHEELS:-wheels}  # the carried wheels (as bench_gpu.sh); run from .gl/<name>/: WHEELS=../../wheels
 if [ -d "$WHEELS" ] && ls "$WHEELS"/*.whl >/dev/null 2>&1 && [ ! -d /tmp/site ]; then
   $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site "$WHEELS"/*.whl || exit 1

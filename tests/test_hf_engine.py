@@ -62,3 +62,29 @@ def test_greedy_is_deterministic():
     a = engine.generate(prompts, SamplingParams(n=1, temperature=0.0, max_new_tokens=10))
     b = engine.generate(prompts, SamplingParams(n=1, temperature=0.0, max_new_tokens=10))
     assert [c.response_ids for c in a] == [c.response_ids for c in b]
+
+
+def test_completions_are_cut_after_their_first_stop_token_with_the_text_batch_decode_gives():
+    tok, model, prompts = setup()
+    engine = HFEngine(model, tok)
+    eos, other = tok.eos_token_id, 7
+    engine.stop_ids = {eos, other}
+    rows = torch.tensor([[5, 6, other, 5, eos], [5, 6, 8, 9, 10], [5, 6, 8, 9, eos], [eos, 5, 6, 8, 9]])
+    logprobs = torch.arange(20, dtype=torch.float).view(4, 5)
+    out = engine._completions([prompts[0], prompts[1]], rows, logprobs, n=2, index_offset=3)
+    assert [c.response_ids for c in out] == [[5, 6, other], [5, 6, 8, 9, 10], [5, 6, 8, 9, eos], [eos]]
+    assert [c.finish_reason for c in out] == ["stop", "length", "stop", "stop"]
+    assert [c.logprobs for c in out] == [[0.0, 1.0, 2.0], [5.0, 6.0, 7.0, 8.0, 9.0], [10.0, 11.0, 12.0, 13.0, 14.0], [15.0]]
+    assert [c.prompt_index for c in out] == [3, 3, 4, 4]
+    assert [c.text for c in out] == tok.batch_decode([c.response_ids for c in out], skip_special_tokens=True)
+
+
+def test_decode_texts_equals_batch_decode_on_either_path():
+    from rlkit.rollout.hf import decode_texts
+
+    tok = build_tiny_tokenizer()
+    rows = [tok.encode("Compute 3+14. The answer is 17!"), [tok.eos_token_id, *tok.encode("x = 2")], []]
+    assert tok.clean_up_tokenization_spaces is False  # the Rust decode_batch path
+    assert decode_texts(tok, rows) == tok.batch_decode(rows, skip_special_tokens=True)
+    tok.clean_up_tokenization_spaces = True  # the per-row `_decode` path, which cleans up as batch_decode does
+    assert decode_texts(tok, rows) == tok.batch_decode(rows, skip_special_tokens=True)

@@ -39,9 +39,19 @@ FOLD_MAX_SPLITS = 8  # longer caches keep the merge kernel: the fold's last prog
 # measured only at 5 chunks (the reference's 576 slots), not at the long preset's 26 (3,328 slots)
 NUM_WARPS = 4  # warps of a chunk program
 # suspect (twice the registers live): docs/BENCHMARKS.md, "... (issue 18, a fifth session)"
-FUSE_ROPE = True  # the engine hands the kernel un-rotated q/k and lets it write the cache (decode_attention_rope)
+FUSE_ROPE = True  # the engine hands the kernel un-rotated q/k and lets it write the cache (decode_attention_rope) ...
+FUSE_ROPE_MAX_HEAD_DIM = 64  # ... for head sizes up to this. H200 (docs/BENCHMARKS.md, issue 18, a sixth session):
+# `generate` -4.5% at head size 64 (the 0.5B reference shape, 5 chunks a row), +10.4% at 128 (the 1.5B `long` shape,
+# 26 chunks: 14.58 s fused vs 13.21 s with the rotary and cache writes as compiled torch ops). The two shapes differ in
+# head size and chunk count both; the rule follows the head size (twice the registers for q, its rotary partner and the
+# new K/V in every chunk program), which the two measurements do not separate from the chunk count.
 COUNTERS = 1 << 16  # tickets for the fold (int32, zero between calls)
 _counters: dict[torch.device, torch.Tensor] = {}
+
+
+def fuse_rope(head_dim: int) -> bool:
+    """Whether decode steps hand this kernel the un-rotated q/k and let it write the cache (`decode_attention_rope`)."""
+    return FUSE_ROPE and head_dim <= FUSE_ROPE_MAX_HEAD_DIM
 
 
 def available(head_dim: int, device: torch.device) -> bool:

@@ -42,6 +42,21 @@ class SampledTokenLogprobs(LogitsProcessor):
         return torch.stack(self.chosen, dim=1) if self.chosen else sequences.new_zeros((sequences.shape[0], 0), dtype=torch.float)
 
 
+def decode_texts(tokenizer, rows: list[list[int]]) -> list[str]:  # noqa: ANN001 - any transformers tokenizer
+    """`tokenizer.batch_decode(rows, skip_special_tokens=True)`, faster: that call walks every token id to convert it
+    (twice) and then decodes row by row, 25 ms for 128 x 512 tokens on a 2-core CPU. A fast tokenizer that does not
+    clean up spaces decodes with its Rust tokenizer's `decode_batch` alone (what each row's decode calls, all rows in
+    one call, in parallel unless TOKENIZERS_PARALLELISM=false); any other goes through the per-row `_decode` that
+    `batch_decode` ends in, since the rows are lists of ints already."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None and getattr(tokenizer, "clean_up_tokenization_spaces", None) is False:
+        return backend.decode_batch(rows, skip_special_tokens=True)
+    decode = getattr(tokenizer, "_decode", None)
+    if decode is None:  # not a transformers tokenizer with the per-row method: the public call
+        return tokenizer.batch_decode(rows, skip_special_tokens=True)
+    return [decode(row, skip_special_tokens=True) for row in rows]
+
+
 class InProcessEngine:
     """An engine that holds a torch module in this process: weights updated in place, and generate()
     in calls of at most `batch_size` sequences (prompts x samples); subclasses decode one such call."""
@@ -67,12 +82,15 @@ class InProcessEngine:
     ) -> list[Completion]:
         """Completions from generated rows (row r answers prompt r // n), each cut after its first stop
         token: rows of a batch run on past their end until the longest one stops."""
-        responses, finishes = [], []
-        for row in tokens.tolist():
-            cut = next((t + 1 for t, tok in enumerate(row) if tok in self.stop_ids), None)
-            responses.append(row[:cut])
-            finishes.append("length" if cut is None else "stop")
-        texts = self.tokenizer.batch_decode(responses, skip_special_tokens=True)  # one call: fast tokenizers batch it
+        stopped = torch.zeros(tokens.shape[0], dtype=torch.bool)
+        lengths = torch.full((tokens.shape[0],), tokens.shape[1], dtype=torch.long)
+        if self.stop_ids and tokens.shape[1]:  # each row's first stop token, found for all rows at once
+            hits = torch.isin(tokens, torch.tensor(sorted(self.stop_ids), dtype=tokens.dtype))
+            stopped = hits.any(1)
+            lengths = torch.where(stopped, hits.int().argmax(1) + 1, lengths)
+        responses = [row[:length] for row, length in zip(tokens.tolist(), lengths.tolist())]
+        finishes = ["stop" if hit else "length" for hit in stopped.tolist()]
+        texts = decode_texts(self.tokenizer, responses)
         return [
             Completion(
                 prompt_index=index_offset + row // n,

@@ -18,8 +18,8 @@ modules, so weights are shared with the learner and a weight sync costs nothing)
   the logits about once (`rlkit/rollout/decode_sampling.py`; `sampling = "triton"`, the default where available);
 - the decode step's attention in Triton kernels that read only the filled part of the cache, its length
   taken from the device so one captured graph serves every step, the rotary embedding and the cache writes
-  done inside (`rlkit/rollout/decode_attention.py`; `attention = "triton"`, the default where Triton is
-  available), else batched matmuls over the whole cache;
+  done inside for head sizes up to 64 (`rlkit/rollout/decode_attention.py`; `attention = "triton"`, the default
+  where Triton is available), else batched matmuls over the whole cache;
 - compaction: when half of the rows (or more) have stopped, the live rows move to the front of the
   buffers and decoding goes on with a batch half as large (its own captured graph, on views of the same
   cache), so a long-tailed batch stops paying for its finished rows (`compact`, on by default).
@@ -180,7 +180,7 @@ class FastHFEngine(InProcessEngine):
         q, k, v = (t.view(batch, length, -1, head_dim) for t in (q, k, v))
         if hasattr(attn, "q_norm"):  # Qwen3
             q, k = attn.q_norm(q), attn.k_norm(k)
-        if kernel is not None and decode_kernels.FUSE_ROPE:  # rotary, both cache writes and attention: one kernel
+        if kernel is not None and decode_kernels.fuse_rope(head_dim):  # rotary, both cache writes and attention: one kernel
             out = decode_attention_rope(q[:, 0], k[:, 0], v[:, 0], cos[:, 0], sin[:, 0], keys, values, *kernel,
                                         attn.scaling)
             return attn.o_proj(out.reshape(batch, 1, -1))
