@@ -214,6 +214,39 @@ def attention_alone(args: argparse.Namespace, device: torch.device) -> None:
                   + " / ".join(f"{t:.2f}" for t in line) + f" (mean {statistics.mean(line):.2f})", flush=True)
 
 
+def phases(args: argparse.Namespace, device: torch.device) -> None:
+    """Where a `generate` call's wall time goes: each of the engine's steps timed with the device synchronized
+    before and after (so the split adds small sync costs; GPU idle time shows as a phase longer than its kernels)."""
+    w = PRESETS[args.preset]
+    model, tokenizer = build_policy(w, device).eval(), build_tokenizer(w)
+    prompts = [encode_prompt(tokenizer, p["prompt"]) for p in prompt_samples(w)]
+    sampling = SamplingParams(n=w.samples, temperature=1.0, max_new_tokens=w.completion_tokens, seed=7)
+    torch._dynamo.reset()
+    engine = engine_for(model, tokenizer, args.variants.split(",")[0], bool(w.stop_median))
+    seconds: dict[str, list[float]] = {}
+
+    def timing(name: str, fn):  # noqa: ANN001, ANN202
+        def run(*a, **k):  # noqa: ANN002, ANN003, ANN202
+            sync(device)
+            start = time.perf_counter()
+            out = fn(*a, **k)
+            sync(device)
+            seconds.setdefault(name, []).append(time.perf_counter() - start)
+            return out
+        return run
+
+    for name in ("refresh_fused_weights", "_prefill", "_run_decode", "_completions"):
+        setattr(engine, name, timing(name, getattr(engine, name)))
+    engine.generate(prompts, sampling)  # compile and capture
+    seconds.clear()
+    walls = [timed(engine.generate, device, prompts, sampling) for _ in range(args.repeats)]
+    parts = {name: statistics.median(values) for name, values in seconds.items()}
+    wall = statistics.median(walls)
+    print(f"[phases] {args.preset} {args.variants.split(',')[0]}: generate {wall * 1e3:.1f} ms = "
+          + ", ".join(f"{name.strip('_')} {1e3 * t:.1f}" for name, t in parts.items())
+          + f", rest (batch building, state lookup, seeding) {1e3 * (wall - sum(parts.values())):.1f} ms", flush=True)
+
+
 def gemm_layouts(args: argparse.Namespace, device: torch.device) -> None:
     """The decode step's four projections alone, per layout of the cuBLAS call: `x @ W.T` (F.linear, what the engine
     runs; cuBLAS sees the weight's rows as its M) against `(W @ x.T).T` (the rows as its M: cuBLAS's heuristics pick
@@ -332,6 +365,7 @@ def main() -> None:
     parser.add_argument("--attention-files", default="", help="other versions of decode_attention.py to time")
     parser.add_argument("--attention-settings", default="c128-w4",
                         help="comma-separated cCHUNK-wWARPS[-vN: EARLY_V_MAX_D of a version that has it, ef97d7d]")
+    parser.add_argument("--phases", action="store_true", help="also split one generate's wall time by engine step")
     parser.add_argument("--gemms", action="store_true", help="also time the projections alone, per cuBLAS layout")
     parser.add_argument("--device", default="cuda", help="cuda; cpu only to try the script on a small preset")
     args = parser.parse_args()
@@ -342,6 +376,8 @@ def main() -> None:
         attention_alone(args, device)
     if args.gemms:
         gemm_layouts(args, device)
+    if args.phases:
+        phases(args, device)
     if args.liger:
         lm_head(device)
 
