@@ -217,6 +217,13 @@ class LearnerConfig(Section):
         description="the fused LM head's per-chunk log-softmax/entropy and gradient passes on CUDA: triton = one-pass Triton "
                     "kernels (where Triton imports), torch = torch.compile'd torch ops.",
     )
+    head_loss_mask_only: bool = Field(
+        True,
+        description="torch learner's train step: run the LM head (its GEMMs and softmax passes, forward and backward) only "
+                    "on the positions the loss mask covers, the prompt's and padding's skipped; the loss then reads 0 "
+                    "there. Losses and gradients are unchanged (every loss reads logprobs and entropy under the mask). "
+                    "False = every position.",
+    )
     keep_head_logits_gib: float = Field(
         12.0,
         ge=0.0,
