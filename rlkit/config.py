@@ -219,7 +219,7 @@ class LearnerConfig(Section):
     )
     head_loss_mask_only: bool = Field(
         True,
-        description="torch learner's train step: run the LM head (its GEMMs and softmax passes, forward and backward) only "
+        description="train step (torch and deepspeed learners): run the LM head (its GEMMs and softmax passes, forward and backward) only "
                     "on the positions the loss mask covers, the prompt's and padding's skipped; the loss then reads 0 "
                     "there. Losses and gradients are unchanged (every loss reads logprobs and entropy under the mask). "
                     "False = every position.",
