@@ -61,9 +61,10 @@ def test_zero_stage_matches_the_torch_learner(stage):
 
 @pytest.mark.parametrize("stage", [2, 3])
 def test_head_on_the_loss_mask_only_gives_the_same_step(stage):
-    """learner.head_loss_mask_only (the default) against the head over every position: the same losses and steps."""
+    """learner.head_loss_mask_only against the head over every position: the same losses and steps."""
     base = build_tiny_model(seed=2)
-    masked = DeepSpeedLearner(copy.deepcopy(base), LearnerConfig(micro_batch_size=2, zero_stage=stage), lr=1e-3, device=CPU)
+    masked = DeepSpeedLearner(copy.deepcopy(base), LearnerConfig(micro_batch_size=2, zero_stage=stage, head_loss_mask_only=True),
+                              lr=1e-3, device=CPU)
     every = DeepSpeedLearner(copy.deepcopy(base), LearnerConfig(micro_batch_size=2, zero_stage=stage, head_loss_mask_only=False),
                              lr=1e-3, device=CPU)
     batch = batch_of()

@@ -103,7 +103,7 @@ def _rl_batch() -> TokenBatch:
 
 def _pair(**config) -> tuple[TorchLearner, TorchLearner]:  # noqa: ANN003
     model = build_tiny_model("tiny", seed=5)
-    on = TorchLearner(model, LearnerConfig(**config), lr=1e-3, device=torch.device("cpu"))
+    on = TorchLearner(model, LearnerConfig(head_loss_mask_only=True, **config), lr=1e-3, device=torch.device("cpu"))
     off = TorchLearner(copy.deepcopy(model), LearnerConfig(head_loss_mask_only=False, **config), lr=1e-3, device=torch.device("cpu"))
     return on, off
 

@@ -163,8 +163,8 @@ class TorchLearner:
 
     def _backward(self, fed: PackedMicroBatch | TokenBatch, padded: TokenBatch, loss_fn: LossFn,
                   scored: torch.Tensor | None = None) -> dict[str, float | torch.Tensor]:
-        """Forward and backward of one micro-batch; the head runs on the loss mask's positions only (`_scored`, unless
-        `scored` is given): every loss reads logprobs and entropy under the mask (LossFn's contract)."""
+        """Forward and backward of one micro-batch; with learner.head_loss_mask_only the head runs on the loss mask's
+        positions only (`_scored`, unless `scored` is given): every loss reads logprobs and entropy under the mask."""
         if scored is None:
             scored = self._scored(fed, padded)
         logprobs, entropy = self._forward(fed, with_entropy=True, scored=scored)
