@@ -217,6 +217,14 @@ class LearnerConfig(Section):
         description="the fused LM head's per-chunk log-softmax/entropy and gradient passes on CUDA: triton = one-pass Triton "
                     "kernels (where Triton imports), torch = torch.compile'd torch ops.",
     )
+    head_loss_mask_only: bool = Field(
+        False,
+        description="train step (torch and deepspeed learners): run the LM head (its GEMMs and softmax passes, forward and "
+                    "backward) only on the positions the loss mask covers, the prompt's and padding's skipped; the loss then "
+                    "reads 0 there. Losses and gradients are unchanged up to fp32 rounding (every loss reads logprobs and "
+                    "entropy under the mask); the rounding alone changes a long tiny-world run's outcome, as any "
+                    "rounding change does (tests/test_tiny_algos.py's one-shot recipe). False = every position.",
+    )
     keep_head_logits_gib: float = Field(
         12.0,
         ge=0.0,

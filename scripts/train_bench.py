@@ -15,7 +15,9 @@ prints which one SDPA's dispatcher picks for that call (`sdpa ...`); a variant t
 next one runs. `nogw` sums the head's weight gradient over chunks as a half-precision product cast and added in fp32
 (logprobs.SUM_IN_GEMM off; by default one GEMM adds into the fp32 sum). `autotune` compiles as torch.compile's mode
 "max-autotune-no-cudagraphs" would (Inductor's max_autotune and coordinate_descent_tuning: GEMMs benchmarked against
-Triton templates that can take their elementwise neighbours as epilogues). The preset's own settings fill the rest. Each new body shape, compile scope or attention backend
+Triton templates that can take their elementwise neighbours as epilogues). `maskhead` runs the LM head on the loss
+mask's positions only, the completion tokens (learner.head_loss_mask_only: the prompt's 64 of 576 tokens a row on the
+reference shape skipped; without it every position). The preset's own settings fill the rest. Each new body shape, compile scope or attention backend
 compiles afresh (torch._dynamo.reset(): the backend is baked into the compiled code when it is traced, with no guard
 on it), then `--warmup` untimed steps (the first one's seconds include compiling: for a cold compile run each scope
 first in its own process with fresh TORCHINDUCTOR_CACHE_DIR / TRITON_CACHE_DIR) and `--repeats` timed ones. Every
@@ -77,7 +79,8 @@ def random_batch(w, generator: torch.Generator) -> TokenBatch:  # noqa: ANN001
 
 def settings(w, variant: str) -> tuple:  # noqa: ANN001
     mb, tokens, chunk, compiled = w.micro_batch_size, w.micro_batch_tokens, 4096, True
-    options = {"head_kernels": "torch", "keep_head_logits_gib": 0.0, "compile_scope": "body", "attention_backend": "auto"}
+    options = {"head_kernels": "torch", "keep_head_logits_gib": 0.0, "compile_scope": "body", "attention_backend": "auto",
+               "head_loss_mask_only": False}
     for part in variant.split("-"):
         if part.startswith("mb"):
             mb, tokens = int(part[2:]), 0
@@ -95,6 +98,8 @@ def settings(w, variant: str) -> tuple:  # noqa: ANN001
             options["compile_scope"] = "layers"
         elif part in SDPA_BACKENDS:
             options["attention_backend"] = part
+        elif part == "maskhead":
+            options["head_loss_mask_only"] = True
         elif part in ("nogw", "autotune"):
             pass  # read below
         elif part not in ("base", ""):

@@ -59,6 +59,31 @@ def test_zero_stage_matches_the_torch_learner(stage):
         assert partitioned
 
 
+@pytest.mark.parametrize("stage", [2, 3])
+def test_head_on_the_loss_mask_only_gives_the_same_step(stage):
+    """learner.head_loss_mask_only against the head over every position: the same losses and steps."""
+    base = build_tiny_model(seed=2)
+    masked = DeepSpeedLearner(copy.deepcopy(base), LearnerConfig(micro_batch_size=2, zero_stage=stage, head_loss_mask_only=True),
+                              lr=1e-3, device=CPU)
+    every = DeepSpeedLearner(copy.deepcopy(base), LearnerConfig(micro_batch_size=2, zero_stage=stage, head_loss_mask_only=False),
+                             lr=1e-3, device=CPU)
+    batch = batch_of()
+    outside = {}
+
+    def recording(name):  # sft_loss, noting whether the logprobs outside the loss mask reached it as 0
+        def loss_fn(micro, logprobs, entropy):
+            outside.setdefault(name, []).append(bool((logprobs[micro.loss_mask == 0] == 0).all()))
+            return sft_loss(float(batch.loss_mask.sum()))(micro, logprobs, entropy)
+        return loss_fn
+
+    for _ in range(2):
+        mm, me = masked.train_step(batch, recording("masked")), every.train_step(batch, recording("every"))
+        assert mm["loss"] == pytest.approx(me["loss"], abs=1e-6)
+        assert mm["grad_norm"] == pytest.approx(me["grad_norm"], rel=1e-5)
+    assert all(outside["masked"]) and not any(outside["every"])  # the prompt's columns were skipped, or scored
+    assert max_weight_gap(masked, every) < TOL
+
+
 def test_gradient_accumulation_over_micro_batches_gives_the_same_step():
     base = build_tiny_model(seed=2)
     one_pass = DeepSpeedLearner(copy.deepcopy(base), LearnerConfig(micro_batch_size=8), lr=1e-3, device=CPU)

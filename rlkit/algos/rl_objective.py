@@ -32,7 +32,9 @@ def make_policy_loss(alg: AlgorithmConfig, num_sequences: int, num_tokens: float
 
     def loss_fn(batch: TokenBatch, logprobs: torch.Tensor, entropy: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         mask = batch.loss_mask
-        old = logprobs.detach() if batch.old_logprobs is None else batch.old_logprobs
+        # outside the mask the learner passes logprobs of 0 (it skips the head there): the ratio there is 1, not
+        # exp(-old_logprobs), which overflows for a far-off token and would make the masked-out inf * 0 a NaN loss
+        old = logprobs.detach() if batch.old_logprobs is None else torch.where(mask > 0, batch.old_logprobs, logprobs.detach())
         pg, clipped = clipped_surrogate(logprobs, old, batch.advantages, alg.clip_low, alg.clip_high, alg.dual_clip)
         policy = reduce(pg, mask)
         # metrics stay on the device (0-dim tensors): the learner reads them once a step, not once a micro-batch

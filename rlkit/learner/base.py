@@ -73,7 +73,9 @@ def pad_sequences(sequences: list[list[int]], loss_starts: list[int], pad_id: in
 
 
 # loss_fn(micro_batch, logprobs, entropy) -> (loss already normalized for the whole batch, metrics); a metric may be
-# a float or a 0-dim tensor: tensors are summed on the device and read once after the step, not once a micro-batch
+# a float or a 0-dim tensor: tensors are summed on the device and read once after the step, not once a micro-batch.
+# A loss reads logprobs and entropy only where micro_batch.loss_mask > 0: with learner.head_loss_mask_only the learners
+# compute them only there and pass 0 elsewhere.
 LossFn = Callable[[TokenBatch, torch.Tensor, torch.Tensor], tuple[torch.Tensor, dict[str, float | torch.Tensor]]]
 
 

@@ -95,9 +95,9 @@ class PolicyLogprobs(torch.nn.Module):
         self.head_options = {"head_kernels": head_kernels, "keep_head_logits_gib": keep_head_logits_gib, "attention": attention}
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, with_entropy: bool = False,
-                position_ids: torch.Tensor | None = None):  # noqa: ANN201
+                position_ids: torch.Tensor | None = None, scored: torch.Tensor | None = None):  # noqa: ANN201
         return sequence_logprobs(self.policy, input_ids, attention_mask, with_entropy, self.chunk_size, position_ids=position_ids,
-                                 **self.head_options)
+                                 scored=scored, **self.head_options)
 
 
 class DeepSpeedLearner:
@@ -180,9 +180,11 @@ class DeepSpeedLearner:
         totals: dict[str, float | torch.Tensor] = {}
         micro_batches = list(self._micro_batches(batch))
         for index, (micro, real) in enumerate(micro_batches):
+            # the head on the loss mask's positions only (a placeholder's too: its loss is zeroed anyway); from the host copy
+            scored = micro.loss_mask > 0 if self.config.head_loss_mask_only else None
             micro = micro.to(self.device)
             self.engine.set_gradient_accumulation_boundary(index == len(micro_batches) - 1)
-            logprobs, entropy = self.engine(micro.input_ids, micro.attention_mask, True, micro.position_ids)
+            logprobs, entropy = self.engine(micro.input_ids, micro.attention_mask, True, micro.position_ids, scored)
             loss, metrics = loss_fn(micro, logprobs.float(), entropy.float())
             if not real:
                 loss = loss * 0.0  # a placeholder pass: no gradient, only the collectives

@@ -260,6 +260,7 @@ def sequence_logprobs(
     head_kernels: str = "triton",
     keep_head_logits_gib: float = 0.0,
     attention: str = "auto",
+    scored: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Returns [B, L] tensors where column t scores token t given tokens < t (column 0 is 0).
 
@@ -276,6 +277,10 @@ def sequence_logprobs(
     micro-batch's all-ones mask reaches SDPA as no mask with is_causal and the KV heads unrepeated (enable_gqa); a
     padded one as a [rows, 1, L, L] boolean mask with the KV heads repeated (repeat_kv); so does every micro-batch
     under compile_scope "body", whose mask is built while tracing.
+
+    `scored` [B, L] (bool or 0/1): the columns whose values are read; the head (GEMMs, softmax passes, and their
+    backward) then runs on those positions' hidden rows only, gathered differentiably, and every other column is 0.
+    None scores every column. A CPU mask avoids a device sync (the gather's index is built where the mask is).
     """
     if position_ids is not None:
         attention_mask = None
@@ -285,15 +290,36 @@ def sequence_logprobs(
     body = compiled_body(model.model, compile_scope) if compiled else model.model
     # use_cache=False: no KV cache in training (and transformers detects packed sequences only without one)
     with attention_backend(attention):  # backward runs the kernels of the forward's choice
-        hidden = body(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                      use_cache=False).last_hidden_state[:, :-1]
-    targets = input_ids[:, 1:]
+        states = body(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                      use_cache=False).last_hidden_state
     head = model.get_output_embeddings()
-    zeros = hidden.new_zeros((input_ids.shape[0], 1), dtype=torch.float)
+    if scored is None:
+        hidden, targets = states[:, :-1], input_ids[:, 1:]
+    else:
+        rows, width = input_ids.shape
+        columns = scored.bool().clone()
+        columns[:, 0] = False  # column 0 scores nothing
+        index = columns.reshape(-1).nonzero().squeeze(1).to(input_ids.device, non_blocking=True)  # flat b * L + t
+        # column t is scored from the hidden state at t - 1 (the same row: t >= 1)
+        hidden = states.reshape(rows * width, -1).index_select(0, index - 1)
+        targets = input_ids.reshape(-1).index_select(0, index)
+    lp, ent = _head_logprobs(hidden, head, targets, with_entropy, chunk_size, head_kernels, keep_head_logits_gib)
+    if scored is None:
+        zeros = lp.new_zeros((input_ids.shape[0], 1))
+        return torch.cat([zeros, lp], dim=1), (torch.cat([zeros, ent], dim=1) if with_entropy else None)
+
+    def scatter(values: torch.Tensor) -> torch.Tensor:  # differentiable: backward gathers the scored rows' gradient
+        return values.new_zeros(rows * width).index_copy(0, index, values).view(rows, width)
+
+    return scatter(lp), (scatter(ent) if with_entropy else None)
+
+
+def _head_logprobs(hidden: torch.Tensor, head: torch.nn.Module, targets: torch.Tensor, with_entropy: bool, chunk_size: int,
+                   head_kernels: str, keep_head_logits_gib: float) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(log p(target), entropy) of hidden rows [..., E] and targets [...]: fused and chunked, or plain autograd."""
     if chunk_size:
         logits_bytes = targets.numel() * head.weight.shape[0] * hidden.element_size()
         keep = 0 < logits_bytes <= keep_head_logits_gib * 2**30
         lp, ent = fused_head_logprobs(hidden, head, targets, chunk_size, head_kernels, keep)
-        return torch.cat([zeros, lp], dim=1), (torch.cat([zeros, ent], dim=1) if with_entropy else None)
-    lp, ent = logprobs_from_logits(head(hidden), targets, with_entropy)
-    return torch.cat([zeros, lp], dim=1), (torch.cat([zeros, ent], dim=1) if with_entropy else None)
+        return lp, (ent if with_entropy else None)
+    return logprobs_from_logits(head(hidden), targets, with_entropy)

@@ -49,6 +49,12 @@ class PackedMicroBatch:
         flat = packed.reshape(-1).gather(0, self.source)
         return packed.new_zeros(n * width).scatter(0, self.target, flat).view(n, width)
 
+    def pack(self, padded: torch.Tensor) -> torch.Tensor:
+        """Per-token values [n, width] of the padded rows -> [R, W] of the packed rows (0 / False where no scored
+        token lands): `unpack`'s inverse on the scored tokens, e.g. the loss mask in the layout the model reads."""
+        flat = padded.reshape(-1).gather(0, self.target)
+        return padded.new_zeros(self.input_ids.numel()).scatter(0, self.source, flat).view(self.input_ids.shape)
+
 
 def _lengths(batch: TokenBatch) -> list[int]:
     return batch.attention_mask.sum(1).tolist()  # right padding: a row's tokens are its prefix

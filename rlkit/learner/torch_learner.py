@@ -62,19 +62,29 @@ class TorchLearner:
             width = int(micro.attention_mask.sum(1).max())  # trim right padding shared by the micro-batch
             yield torch.arange(start, start + len(micro)), micro.select((slice(None), slice(0, width))) if width < micro.input_ids.shape[1] else micro
 
-    def _forward(self, micro: PackedMicroBatch | TokenBatch, with_entropy: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Per-token logprobs (and entropy) in the padded layout of the micro-batch's rows."""
+    def _forward(self, micro: PackedMicroBatch | TokenBatch, with_entropy: bool,
+                 scored: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Per-token logprobs (and entropy) in the padded layout of the micro-batch's rows. `scored` (in the layout
+        the model reads, `_scored`): the positions the head runs on, 0 elsewhere; None = all."""
         if isinstance(micro, PackedMicroBatch):
             lp, ent = sequence_logprobs(
                 self.model, micro.input_ids, torch.ones_like(micro.input_ids), with_entropy, self.config.logprob_chunk_size,
-                position_ids=micro.position_ids, **self._logprob_options(),
+                position_ids=micro.position_ids, scored=scored, **self._logprob_options(),
             )
             return micro.unpack(lp), (micro.unpack(ent) if ent is not None else None)
         return sequence_logprobs(
             self.model, micro.input_ids, micro.attention_mask, with_entropy, self.config.logprob_chunk_size,
             position_ids=micro.position_ids,  # packed sequences (SFT packing)
-            **self._logprob_options(),
+            scored=scored, **self._logprob_options(),
         )
+
+    def _scored(self, fed: PackedMicroBatch | TokenBatch, padded: TokenBatch) -> torch.Tensor | None:
+        """The positions a train step's loss reads (loss_mask > 0), in the layout the model reads; None = all
+        (`learner.head_loss_mask_only` off). Built where the batch is: on the host, no device sync."""
+        if not self.config.head_loss_mask_only:
+            return None
+        scored = padded.loss_mask > 0
+        return fed.pack(scored) if isinstance(fed, PackedMicroBatch) else scored
 
     def _logprob_options(self) -> dict:
         c = self.config
@@ -123,12 +133,13 @@ class TorchLearner:
         useful = computed = 0
         for item in self._micro_batches(batch):
             _, padded, fed = self._split(item)
+            scored = self._scored(fed, padded)  # from the host copy: no device sync
             if isinstance(fed, PackedMicroBatch):
                 fed = fed.to(self.device)
                 padded = fed.padded
             else:
                 fed = padded = padded.to(self.device)
-            metrics = self._guarded(fed, lambda fed=fed, padded=padded: self._backward(fed, padded, loss_fn))
+            metrics = self._guarded(fed, lambda fed=fed, padded=padded, scored=scored: self._backward(fed, padded, loss_fn, scored))
             for key, value in metrics.items():
                 totals[key] = totals.get(key, 0.0) + value  # loss_fn returns batch-normalized parts
             useful += int(padded.attention_mask.sum())
@@ -150,8 +161,13 @@ class TorchLearner:
         totals["tokens/train_computed"] = float(computed)  # tokens it computed, padding included
         return totals
 
-    def _backward(self, fed: PackedMicroBatch | TokenBatch, padded: TokenBatch, loss_fn: LossFn) -> dict[str, float | torch.Tensor]:
-        logprobs, entropy = self._forward(fed, with_entropy=True)
+    def _backward(self, fed: PackedMicroBatch | TokenBatch, padded: TokenBatch, loss_fn: LossFn,
+                  scored: torch.Tensor | None = None) -> dict[str, float | torch.Tensor]:
+        """Forward and backward of one micro-batch; with learner.head_loss_mask_only the head runs on the loss mask's
+        positions only (`_scored`, unless `scored` is given): every loss reads logprobs and entropy under the mask."""
+        if scored is None:
+            scored = self._scored(fed, padded)
+        logprobs, entropy = self._forward(fed, with_entropy=True, scored=scored)
         loss, metrics = loss_fn(padded, logprobs, entropy)
         with attention_backend(self.config.attention_backend):  # a checkpointed layer's recomputed forward
             loss.backward()
