@@ -54,6 +54,23 @@ def timed(fn, device: torch.device, *args) -> float:  # noqa: ANN001, ANN002
     return time.perf_counter() - start
 
 
+def graph_seconds(run, device: torch.device, replays: int) -> float:  # noqa: ANN001
+    """Seconds per replay of `run` captured in one CUDA graph: run once eagerly (compiles, zeroes kernel tickets),
+    capture, replay once, then `replays` timed replays."""
+    run()
+    torch.cuda.synchronize(device)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        run()
+    graph.replay()
+    torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    for _ in range(replays):
+        graph.replay()
+    torch.cuda.synchronize(device)
+    return (time.perf_counter() - start) / replays
+
+
 SAMPLERS: dict = {}
 
 
@@ -198,18 +215,7 @@ def attention_alone(args: argparse.Namespace, device: torch.device) -> None:
             line = []
             for fill in (64, slots // 2, slots - 1):
                 slot.fill_(fill)
-                run()  # compiles the kernels, zeroes the tickets
-                torch.cuda.synchronize(device)
-                graph = torch.cuda.CUDAGraph()
-                with torch.cuda.graph(graph):
-                    run()
-                graph.replay()
-                torch.cuda.synchronize(device)
-                start = time.perf_counter()
-                for _ in range(args.repeats * 20):
-                    graph.replay()
-                torch.cuda.synchronize(device)
-                line.append(1e6 * (time.perf_counter() - start) / (args.repeats * 20 * layers))
+                line.append(1e6 * graph_seconds(run, device, args.repeats * 20) / layers)  # the first run compiles
             print(f"[attention] {name} {setting}: us a layer at slot 64 / {slots // 2} / {slots - 1}: "
                   + " / ".join(f"{t:.2f}" for t in line) + f" (mean {statistics.mean(line):.2f})", flush=True)
 
@@ -275,18 +281,7 @@ def gemm_layouts(args: argparse.Namespace, device: torch.device) -> None:
                 for weight in weights:
                     fn(weight)
 
-            run()
-            torch.cuda.synchronize(device)
-            graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph):
-                run()
-            graph.replay()
-            torch.cuda.synchronize(device)
-            start = time.perf_counter()
-            for _ in range(args.repeats * 50):
-                graph.replay()
-            torch.cuda.synchronize(device)
-            seconds = (time.perf_counter() - start) / (args.repeats * 50 * w.layers)
+            seconds = graph_seconds(run, device, args.repeats * 50) / w.layers
             line.append(f"{layout} {1e6 * seconds:.2f} us (max |diff| {error:.1e})")
         print(f"[gemm] {args.preset} {name} ({rows} x {in_features} -> {out_features}): " + "; ".join(line), flush=True)
 
