@@ -35,10 +35,9 @@ except ImportError:  # CPU-only installs: the engine keeps its plain attention
 CHUNK = 128  # cache slots per program of the first kernel
 FOLD = True  # the last chunk program of a (row, KV head) merges (ticket from an atomic counter): no merge kernel
 # (H200, reference shape: 13.5 us a layer against 10.5 + 4.4 us with the merge kernel; docs/BENCHMARKS.md)
-FOLD_MAX_SPLITS = 8  # longer caches keep the merge kernel: the fold's last program merges its chunks one by one,
-# measured only at 5 chunks (the reference's 576 slots), not at the long preset's 26 (3,328 slots)
+FOLD_MAX_SPLITS = 8  # longer caches keep the merge kernel: the fold gained at 5 chunks (the reference's 576 slots)
+# and lost 2% of `generate` at the long preset's 26 (3,328 slots), where its last program merges 26 chunks alone
 NUM_WARPS = 4  # warps of a chunk program
-# suspect (twice the registers live): docs/BENCHMARKS.md, "... (issue 18, a fifth session)"
 FUSE_ROPE = True  # the engine hands the kernel un-rotated q/k and lets it write the cache (decode_attention_rope) ...
 FUSE_ROPE_MAX_HEAD_DIM = 64  # ... for head sizes up to this. H200 (docs/BENCHMARKS.md, issue 18, a sixth session):
 # `generate` -4.5% at head size 64 (the 0.5B reference shape, 5 chunks a row), +10.4% at 128 (the 1.5B `long` shape,
