@@ -99,6 +99,30 @@ def test_stops_at_eos_and_pads_after(world) -> None:
     assert got.finish_reason == "stop"
 
 
+def test_decode_step_reads_the_same_tensors_in_every_generate_call(world) -> None:
+    """A captured CUDA graph replays reading the addresses it was captured with: every tensor the decode step is
+    handed must be the cached state's own, the same in a later generate call of the same shape (a stop-id tensor
+    made per call once left the graphs comparing tokens with freed memory, so no row stopped after the first call)."""
+    model, tokenizer = world
+    engine = FastHFEngine(model, tokenizer)  # CPU: no graphs, the same calls
+    calls: list[list] = []
+    step = engine._step
+
+    def spy(*args):  # noqa: ANN002, ANN202
+        calls.append([a for a in args if isinstance(a, torch.Tensor)] + [t for a in args if isinstance(a, list) for t in a])
+        return step(*args)
+
+    engine._step = spy
+    prompts = _prompts(tokenizer, ["5+5=", "12+7="])
+    sampling = SamplingParams(n=2, temperature=1.0, max_new_tokens=5, seed=0)
+    engine.generate(prompts, sampling)
+    first = calls[0]  # held: none of its tensors can be freed and their addresses reused
+    calls.clear()
+    engine.generate(prompts, replace(sampling, seed=1))
+    assert len(first) == len(calls[0]) >= 12  # the state's buffers, the stop ids and the per-layer caches
+    assert all(a is b for a, b in zip(first, calls[0]))
+
+
 def test_unsupported_model_names_the_key() -> None:
     model = Qwen2ForCausalLM(Qwen2Config(vocab_size=32, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
                                          num_attention_heads=2, num_key_value_heads=1))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -26,6 +27,9 @@ class DecodeState:
     noise: torch.Tensor | None  # [B, V] float, refilled with Exp(1) draws every step
     graph: torch.cuda.CUDAGraph | None = None
     seed: torch.Tensor | None = None  # [1] long: the key of the fused sampling kernel's noise (with `step`)
+    # [S] long: the stop token ids. Held here, not made per call: a captured graph reads it at the address it was
+    # captured with (a per-call tensor left replays comparing tokens with freed memory: no row ever stopped)
+    stop: torch.Tensor | None = None
     halves: dict[int, DecodeState] = field(default_factory=dict)  # compacted batches: views of the first rows
 
     def rows(self, size: int) -> DecodeState:
@@ -47,6 +51,7 @@ class DecodeState:
                 self.out_logprobs[first],
                 None if self.noise is None else self.noise[first],
                 seed=self.seed,
+                stop=self.stop,
             )
         return self.halves[size]
 
@@ -69,9 +74,11 @@ class DecodeState:
 
     @classmethod
     def allocate(
-        cls, model: torch.nn.Module, batch: int, length: int, sampling: SamplingParams, device: torch.device
+        cls, model: torch.nn.Module, batch: int, length: int, sampling: SamplingParams, device: torch.device,
+        stop_ids: Sequence[int] = (),
     ) -> DecodeState:
-        """Zeroed buffers for `batch` rows of a cache `length` tokens long (prompt width + max_new_tokens)."""
+        """Zeroed buffers for `batch` rows of a cache `length` tokens long (prompt width + max_new_tokens), and the
+        stop ids (none: rows never stop)."""
         config = model.config
         dtype = next(model.parameters()).dtype
         cache_shape = (batch, config.num_key_value_heads, length, model.model.layers[0].self_attn.head_dim)
@@ -91,4 +98,5 @@ class DecodeState:
             if sampling.greedy
             else torch.empty((batch, config.vocab_size), dtype=torch.float, device=device),
             seed=torch.zeros(1, **long),
+            stop=torch.tensor(sorted(stop_ids), **long) if stop_ids else None,
         )

@@ -554,9 +554,10 @@ class FastHFEngine(InProcessEngine):
         if state is None:
             while len(self._states) >= MAX_CACHED_STATES:  # drop the least recently used cache and graph
                 self._states.pop(next(iter(self._states)))
-            state = DecodeState.allocate(self.model, rows, width + sampling.max_new_tokens, sampling, device)
+            state = DecodeState.allocate(self.model, rows, width + sampling.max_new_tokens, sampling, device,
+                                         stop_ids=sorted(self.stop_ids))
         self._states[key] = state  # most recently used last
-        stop = torch.tensor(sorted(self.stop_ids), dtype=torch.long, device=device) if self.stop_ids else None
+        stop = state.stop  # the state's own tensor (the key holds the stop ids): captured graphs read its address
 
         was_training = self.model.training
         self.model.eval()
