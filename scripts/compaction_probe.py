@@ -1,6 +1,10 @@
 """Does the fast engine compact a sampled ragged batch on the GPU? (issue 18: `rlkit bench --preset ragged` reported
-decode useful/computed 0.28, every row decoded to the limit.) One generate of the ragged preset per engine setting,
-with the rows still live at each stop check, printed."""
+decode useful/computed 0.28, every row decoded to the limit.) Two generate calls of the ragged preset per engine setting
+(the second replays the first one's captured graphs), with each compaction printed. Call d of the sixth session ran the
+one-call version: every setting compacted; the bench's timed step, a second call, did not (the stop-id tensor, fixed
+since, was made per call and read by the graphs at a freed address).
+
+Usage (on the GPU machine): python3 scripts/compaction_probe.py"""
 
 from __future__ import annotations
 
@@ -32,10 +36,11 @@ for label, options in (("default", {}), ("torch sampling", {"sampling": "torch"}
     engine = FastHFEngine(model, tokenizer)
     for key, value in options.items():
         setattr(engine, key, value)
-    engine.stats = {}
-    out = engine.generate(prompts, sampling)
-    lengths = [len(c.response_ids) for c in out]
-    stopped = sum(c.finish_reason == "stop" for c in out)
-    print(f"[probe] {label}: useful {engine.stats['decode_useful']} computed {engine.stats['decode_computed']} "
-          f"(fraction {engine.stats['decode_useful'] / engine.stats['decode_computed']:.2f}); mean length "
-          f"{sum(lengths) / len(lengths):.0f}, {stopped}/{len(out)} stopped", flush=True)
+    for call in (1, 2):  # the second call replays the graphs the first one captured
+        engine.stats = {}
+        out = engine.generate(prompts, sampling)
+        lengths = [len(c.response_ids) for c in out]
+        stopped = sum(c.finish_reason == "stop" for c in out)
+        print(f"[probe] {label}, generate {call}: useful {engine.stats['decode_useful']} computed "
+              f"{engine.stats['decode_computed']} (fraction {engine.stats['decode_useful'] / engine.stats['decode_computed']:.2f}); "
+              f"mean length {sum(lengths) / len(lengths):.0f}, {stopped}/{len(out)} stopped", flush=True)
