@@ -31,6 +31,10 @@ class DecodeState:
     # captured with (a per-call tensor left replays comparing tokens with freed memory: no row ever stopped)
     stop: torch.Tensor | None = None
     halves: dict[int, DecodeState] = field(default_factory=dict)  # compacted batches: views of the first rows
+    # the prefill's inputs [B, width] long, static so that its captured graph (from the state's second call) reads them
+    prompt_ids: torch.Tensor | None = None
+    prompt_mask: torch.Tensor | None = None
+    prefill_graph: torch.cuda.CUDAGraph | None = None
 
     def rows(self, size: int) -> DecodeState:
         """The state of the first `size` rows: views of these buffers (one step counter and slot), own graph."""
