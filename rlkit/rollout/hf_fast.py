@@ -20,6 +20,8 @@ modules, so weights are shared with the learner and a weight sync costs nothing)
   taken from the device so one captured graph serves every step, the rotary embedding and the cache writes
   done inside for head sizes up to 64 (`rlkit/rollout/decode_attention.py`; `attention = "triton"`, the default
   where Triton is available), else batched matmuls over the whole cache;
+- small prefills (up to PREFILL_GRAPH_MAX_TOKENS prompt tokens) as one captured graph from a batch shape's
+  second call on, their prompts copied into the state's own buffers;
 - compaction: when half of the rows (or more) have stopped, the live rows move to the front of the
   buffers and decoding goes on with a batch half as large (its own captured graph, on views of the same
   cache), so a long-tailed batch stops paying for its finished rows (`compact`, on by default).
