@@ -12,8 +12,7 @@ chunks in the last chunk program instead of a merge kernel (decode_attention.FOL
 decode_attention.FUSE_ROPE_MAX_HEAD_DIM); `+gumbel=FILE` samples with the exponential-race kernel of an earlier
 decode_sampling.py (e.g. `git show 0da1d11:rlkit/rollout/decode_sampling.py`); `+cN` / `+wN` the kernel's chunk of
 slots (128) / warps (4); `+fmN` the fold for caches of up to N chunks (decode_attention.FOLD_MAX_SPLITS, 8;
-longer ones keep the merge kernel); `+l2` the attention kernel asks the L2 for the next GEMMs' weights (decode_attention.PREFETCH_L2)
-and loads the cache evict-first, `+l2keep` the same with the cache loaded as before; `+pdl` Inductor's
+longer ones keep the merge kernel); `+pdl` Inductor's
 programmatic dependent launch for its Triton kernels (Hopper); `+cublaslt` cuBLASLt as torch's preferred BLAS. (Three levers measured with
 this script and then removed, docs/BENCHMARKS.md: graphs per 64/128-slot cache-length bucket with the plain
 attention, drawing the sampling noise inside the compiled step, and a Triton skinny GEMM for the projections,
@@ -98,8 +97,6 @@ def engine_for(model, tokenizer, variant: str, stops: bool) -> FastHFEngine:  # 
     decode_attention.CHUNK = next((int(f[1:]) for f in flags if f[:1] == "c" and f[1:].isdigit()), 128)
     decode_attention.NUM_WARPS = next((int(f[1:]) for f in flags if f[:1] == "w" and f[1:].isdigit()), 4)
     decode_attention.FOLD_MAX_SPLITS = next((int(f[2:]) for f in flags if f[:2] == "fm" and f[2:].isdigit()), 8)
-    decode_attention.PREFETCH_L2 = "l2" in flags or "l2keep" in flags
-    decode_attention.KV_EVICTION = "" if "l2keep" in flags else "evict_first"
     if hasattr(inductor_config.triton, "enable_pdl"):
         inductor_config.triton.enable_pdl = "pdl" in flags
     elif "pdl" in flags:

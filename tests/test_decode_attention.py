@@ -32,7 +32,7 @@ for fold, dtype, groups, head_dim in ((True, torch.float32, 7, 64), (True, torch
         valid[:, : slot + 1] = True
         valid[0, : min(slot, 129)] = False  # left padding: a whole chunk with no valid slot
         valid[1, :3] = False
-        out = decode_attention(q, keys, values, valid, torch.tensor([slot]), 0.125, [])
+        out = decode_attention(q, keys, values, valid, torch.tensor([slot]), 0.125)
         k, v = (t.float().repeat_interleave(groups, 1) for t in (keys, values))
         scores = torch.einsum("bhd,bhld->bhl", q.float(), k).mul(0.125).masked_fill(~valid[:, None], float("-inf"))
         expected = torch.einsum("bhl,bhld->bhd", scores.softmax(-1), v)
@@ -84,7 +84,7 @@ for fold, dtype, groups, head_dim in ((True, torch.float32, 7, 64), (False, torc
         q_ref, k_ref = rotate(q), rotate(k)
         keys_ref, values_ref = keys.clone(), values.clone()
         keys_ref[:, :, slot], values_ref[:, :, slot] = k_ref, v
-        out = decode_attention_rope(q, k, v, cos, sin, keys, values, valid, torch.tensor([slot]), 0.125, [])
+        out = decode_attention_rope(q, k, v, cos, sin, keys, values, valid, torch.tensor([slot]), 0.125)
         assert torch.equal(keys, keys_ref) and torch.equal(values, values_ref), (fold, dtype, slot)  # the cache writes
         assert not torch.equal(keys[:, :, slot], stale)
         kr, vr = (t.float().repeat_interleave(groups, 1) for t in (keys_ref, values_ref))

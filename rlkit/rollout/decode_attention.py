@@ -44,11 +44,6 @@ FUSE_ROPE_MAX_HEAD_DIM = 64  # ... for head sizes up to this. H200 (docs/BENCHMA
 # 26 chunks: 14.58 s fused vs 13.21 s with the rotary and cache writes as compiled torch ops). The two shapes differ in
 # head size and chunk count both; the rule follows the head size (twice the registers for q, its rotary partner and the
 # new K/V in every chunk program), which the two measurements do not separate from the chunk count.
-# The GEMMs after the attention (o, gate|up, down, the next layer's q|k|v) are latency-bound at decode's few rows and
-# wait on HBM for their weights: the attention kernel can ask the L2 for them first, while it streams the cache with
-# KV_EVICTION so that the cache's lines do not push the weights out. Off until measured on a GPU (docs/BENCHMARKS.md).
-PREFETCH_L2 = False
-KV_EVICTION = "evict_first"
 COUNTERS = 1 << 16  # tickets for the fold (int32, zero between calls)
 _counters: dict[torch.device, torch.Tensor] = {}
 
@@ -66,40 +61,19 @@ def available(head_dim: int, device: torch.device) -> bool:
 if triton is not None:
 
     @triton.jit
-    def _prefetch_lines(ptr, lines, program, programs, LINE: tl.constexpr):
-        """Ask the L2 for this program's strided share of a tensor's 128-byte lines (`prefetch.global.L2`, kept with
-        evict_last): nothing comes back to registers, so the program does not wait for them."""
-        for start in range(program * 128, lines, programs * 128):
-            index = tl.minimum(start + tl.arange(0, 128), lines - 1)
-            tl.inline_asm_elementwise("prefetch.global.L2::evict_last [$1]; mov.u32 $0, 0;", "=r,l",
-                                      [ptr + index.to(tl.int64) * LINE], dtype=tl.int32, is_pure=False, pack=1)
-
-    @triton.jit
     def _partial_kernel(q_ptr, k_ptr, v_ptr, valid_ptr, slot_ptr, m_ptr, sum_ptr, acc_ptr, count_ptr, out_ptr,
-                        new_k_ptr, new_v_ptr, cos_ptr, sin_ptr, w0_ptr, w1_ptr, w2_ptr, w3_ptr, w0_lines, w1_lines,
-                        w2_lines, w3_lines,
+                        new_k_ptr, new_v_ptr, cos_ptr, sin_ptr,
                         stride_qb, stride_qh, stride_kb, stride_kh, stride_kl, stride_vb, stride_vh, stride_vl,
                         stride_mb, stride_ob, stride_oh, stride_nkb, stride_nkh, stride_nvb, stride_nvh, stride_cb,
                         stride_sb, scale, HEADS: tl.constexpr, SPLITS: tl.constexpr, S_PAD: tl.constexpr,
                         GROUPS: tl.constexpr, G_PAD: tl.constexpr, D: tl.constexpr, CHUNK: tl.constexpr,
-                        PRECISION: tl.constexpr, FOLD: tl.constexpr, ROPE: tl.constexpr, PREFETCH: tl.constexpr,
-                        LINE: tl.constexpr, KV_EVICT: tl.constexpr):
+                        PRECISION: tl.constexpr, FOLD: tl.constexpr, ROPE: tl.constexpr):
         """Softmax statistics and the weighted V sum of one chunk of CHUNK slots, for the query heads of a KV head;
         with ROPE, q and this step's K are rotated here and the new K/V written to the cache at the slot; with FOLD,
         the last program of the (row, KV head) to finish merges every chunk into the output."""
         row = tl.program_id(0)
         kv_head = tl.program_id(1)
         split = tl.program_id(2)
-        if PREFETCH > 0:  # every program, the ones past the filled part too, asks the L2 for its share of the weights
-            program = (row * tl.num_programs(1) + kv_head) * SPLITS + split
-            programs = tl.num_programs(0) * tl.num_programs(1) * SPLITS
-            _prefetch_lines(w0_ptr, w0_lines, program, programs, LINE)
-            if PREFETCH > 1:
-                _prefetch_lines(w1_ptr, w1_lines, program, programs, LINE)
-            if PREFETCH > 2:
-                _prefetch_lines(w2_ptr, w2_lines, program, programs, LINE)
-            if PREFETCH > 3:
-                _prefetch_lines(w3_ptr, w3_lines, program, programs, LINE)
         slot = tl.load(slot_ptr)
         length = slot + 1
         start = split * CHUNK
@@ -128,10 +102,9 @@ if triton is not None:
                 here = offs == slot
                 inside = inside & (offs != slot)
             k = tl.load(k_ptr + row * stride_kb + kv_head * stride_kh + offs[:, None] * stride_kl + d[None, :],
-                        mask=inside[:, None], other=0.0, eviction_policy=KV_EVICT)
+                        mask=inside[:, None], other=0.0)
             v_at = v_ptr + row * stride_vb + kv_head * stride_vh + offs[:, None] * stride_vl + d[None, :]
-            v = tl.load(v_at, mask=inside[:, None], other=0.0,  # issued with K's load, before the scores need K
-                        eviction_policy=KV_EVICT)
+            v = tl.load(v_at, mask=inside[:, None], other=0.0)  # issued with K's load, before the scores need K
             if ROPE:
                 k = tl.where(here[:, None], new_k[None, :], k)
             s = tl.dot(q, tl.trans(k), input_precision=PRECISION)
@@ -207,7 +180,7 @@ def _counter(device: torch.device) -> torch.Tensor:
 
 
 def _launch(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, valid: torch.Tensor, slot: torch.Tensor,
-            scale: float, rope: tuple[torch.Tensor, ...] | None, prefetch: list[torch.Tensor] | None = None) -> torch.Tensor:
+            scale: float, rope: tuple[torch.Tensor, ...] | None) -> torch.Tensor:
     batch, heads, head_dim = q.shape
     kv_heads, max_length = keys.shape[1], keys.shape[2]
     groups = heads // kv_heads
@@ -222,24 +195,16 @@ def _launch(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, valid: to
     partial = torch.empty((batch, heads, splits, head_dim), dtype=torch.float32, device=q.device)
     out = torch.empty((batch, heads, head_dim), dtype=q.dtype, device=q.device)
     fold = FOLD and splits <= FOLD_MAX_SPLITS and batch * kv_heads <= COUNTERS
-    warm = [w for w in (prefetch or [])[:4] if w.is_contiguous()]
-    line = 128 // q.element_size()
-    warm_lines = [triton.cdiv(w.numel(), 128 // w.element_size()) for w in warm]
-    if any(w.element_size() != q.element_size() for w in warm):
-        warm, warm_lines = [], []
-    pointers = warm + [q] * (4 - len(warm))
-    counts = warm_lines + [1] * (4 - len(warm_lines))
     _partial_kernel[(batch, kv_heads, splits)](
         q, keys, values, valid, slot, stats[0], stats[1], partial, _counter(q.device) if fold else slot, out,
-        new_k, new_v, cos, sin, *pointers, *counts,
+        new_k, new_v, cos, sin,
         q.stride(0), q.stride(1), keys.stride(0), keys.stride(1), keys.stride(2),
         values.stride(0), values.stride(1), values.stride(2), valid.stride(0), out.stride(0), out.stride(1),
         new_k.stride(0), new_k.stride(1), new_v.stride(0), new_v.stride(1), cos.stride(0), sin.stride(0), scale,
         HEADS=heads, SPLITS=splits, S_PAD=triton.next_power_of_2(splits), GROUPS=groups,
         G_PAD=max(16, triton.next_power_of_2(groups)), D=head_dim, CHUNK=CHUNK,
         PRECISION="ieee" if q.dtype == torch.float32 else "tf32",  # fp32: exact products; else unused
-        FOLD=fold, ROPE=rope is not None, PREFETCH=len(warm), LINE=line,
-        KV_EVICT=KV_EVICTION if warm else "", num_warps=NUM_WARPS,
+        FOLD=fold, ROPE=rope is not None, num_warps=NUM_WARPS,
     )
     if fold:
         return out
@@ -251,33 +216,31 @@ def _launch(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, valid: to
 
 @torch.library.custom_op("rlkit::decode_attention", mutates_args=())
 def decode_attention(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, valid: torch.Tensor,
-                     slot: torch.Tensor, scale: float, prefetch: list[torch.Tensor]) -> torch.Tensor:
+                     slot: torch.Tensor, scale: float) -> torch.Tensor:
     """Attention of q [B, H, D] (one token a row) over keys/values [B, KVH, Lmax, D] at slots [0, slot], where
-    `valid` [B, Lmax] allows; returns [B, H, D]. An opaque op to torch.compile (one or two kernels in its graph).
-    `prefetch`: up to four weights the kernel asks the L2 to hold for the GEMMs after it (PREFETCH_L2; [] for none)."""
-    return _launch(q, keys, values, valid, slot, scale, None, prefetch)
+    `valid` [B, Lmax] allows; returns [B, H, D]. An opaque op to torch.compile (one or two kernels in its graph)."""
+    return _launch(q, keys, values, valid, slot, scale, None)
 
 
 @decode_attention.register_fake
 def _(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, valid: torch.Tensor, slot: torch.Tensor,
-      scale: float, prefetch: list[torch.Tensor]) -> torch.Tensor:
+      scale: float) -> torch.Tensor:
     return torch.empty_like(q, memory_format=torch.contiguous_format)
 
 
 @torch.library.custom_op("rlkit::decode_attention_rope", mutates_args=("keys", "values"))
 def decode_attention_rope(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
                           keys: torch.Tensor, values: torch.Tensor, valid: torch.Tensor, slot: torch.Tensor,
-                          scale: float, prefetch: list[torch.Tensor]) -> torch.Tensor:
+                          scale: float) -> torch.Tensor:
     """One decode step's attention from the un-rotated projections: q [B, H, D], this step's k and v [B, KVH, D],
     the rotary cos/sin [B, D] of each row's position. Rotates q and k, writes k and v into keys/values at `slot`,
     and attends over slots [0, slot] where `valid` allows; returns [B, H, D]. The rotary embedding and both cache
     writes, three small kernels a layer when compiled from torch ops (~5.6 us on the H200), happen inside the
-    attention kernel. `prefetch` as in `decode_attention`."""
-    return _launch(q, keys, values, valid, slot, scale, (k, v, cos, sin), prefetch)
+    attention kernel."""
+    return _launch(q, keys, values, valid, slot, scale, (k, v, cos, sin))
 
 
 @decode_attention_rope.register_fake
 def _(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, keys: torch.Tensor,
-      values: torch.Tensor, valid: torch.Tensor, slot: torch.Tensor, scale: float,
-      prefetch: list[torch.Tensor]) -> torch.Tensor:
+      values: torch.Tensor, valid: torch.Tensor, slot: torch.Tensor, scale: float) -> torch.Tensor:
     return torch.empty_like(q, memory_format=torch.contiguous_format)

@@ -176,11 +176,9 @@ class FastHFEngine(InProcessEngine):
         mask: torch.Tensor,
         write: Callable,
         kernel: tuple | None = None,
-        next_layer: torch.nn.Module | None = None,
     ) -> torch.Tensor:
         """Self-attention of `hidden` [B, T, E] against the cache after writing its own K/V there; with
-        `kernel` = (valid [B, Lmax], slot [1]), one token a row through the Triton decode kernels (which, with
-        decode_attention.PREFETCH_L2, ask the L2 for this layer's o/gate|up/down and `next_layer`'s q|k|v weights)."""
+        `kernel` = (valid [B, Lmax], slot [1]), one token a row through the Triton decode kernels."""
         attn = layer.self_attn
         batch, length, _ = hidden.shape
         head_dim = attn.head_dim
@@ -189,10 +187,9 @@ class FastHFEngine(InProcessEngine):
         q, k, v = (t.view(batch, length, -1, head_dim) for t in (q, k, v))
         if hasattr(attn, "q_norm"):  # Qwen3
             q, k = attn.q_norm(q), attn.k_norm(k)
-        warm = self._prefetch_list(layer, next_layer) if kernel is not None else []
         if kernel is not None and decode_kernels.fuse_rope(head_dim):  # rotary, both cache writes and attention: one kernel
             out = decode_attention_rope(q[:, 0], k[:, 0], v[:, 0], cos[:, 0], sin[:, 0], keys, values, *kernel,
-                                        attn.scaling, warm)
+                                        attn.scaling)
             return attn.o_proj(out.reshape(batch, 1, -1))
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # [B, heads, T, D]
         cos, sin = cos[:, None], sin[:, None]
@@ -201,7 +198,7 @@ class FastHFEngine(InProcessEngine):
         write(keys, k)
         write(values, v)
         if kernel is not None:  # one token a row: [B, H, D] against slots [0, slot] in one kernel
-            out = decode_attention(q[:, :, 0], keys, values, kernel[0], kernel[1], attn.scaling, warm)
+            out = decode_attention(q[:, :, 0], keys, values, kernel[0], kernel[1], attn.scaling)
             return attn.o_proj(out.reshape(batch, 1, -1))
         kv_heads = keys.shape[1]
         groups = q.shape[1] // kv_heads
@@ -212,15 +209,6 @@ class FastHFEngine(InProcessEngine):
         weights = torch.softmax(scores.float(), dim=-1).to(q.dtype).view(batch, kv_heads, groups * length, -1)
         out = torch.matmul(weights, values).view(batch, kv_heads * groups, length, head_dim)
         return attn.o_proj(out.transpose(1, 2).reshape(batch, length, -1))
-
-    def _prefetch_list(self, layer: torch.nn.Module, next_layer: torch.nn.Module | None) -> list[torch.Tensor]:
-        """The weights the GEMMs after this layer's attention read, in the order they run, for the L2 prefetch."""
-        if not decode_kernels.PREFETCH_L2:
-            return []
-        weights = [layer.self_attn.o_proj.weight, self._fused[id(layer)].gate_up_weight, layer.mlp.down_proj.weight]
-        if next_layer is not None:
-            weights.append(self._fused[id(next_layer)].qkv_weight)
-        return weights
 
     def _mlp(self, layer: torch.nn.Module, hidden: torch.Tensor) -> torch.Tensor:
         mlp, fused = layer.mlp, self._fused[id(layer)]
@@ -269,11 +257,9 @@ class FastHFEngine(InProcessEngine):
         body = self.model.model
         hidden = body.embed_tokens(tokens)
         cos, sin = body.rotary_emb(hidden, positions)
-        layers = list(body.layers)
-        for index, (layer, layer_keys, layer_values) in enumerate(zip(layers, keys, values)):
-            next_layer = layers[index + 1] if index + 1 < len(layers) else None
+        for layer, layer_keys, layer_values in zip(body.layers, keys, values):
             hidden = hidden + self._attend(
-                layer, layer.input_layernorm(hidden), cos, sin, layer_keys, layer_values, mask, write, kernel, next_layer
+                layer, layer.input_layernorm(hidden), cos, sin, layer_keys, layer_values, mask, write, kernel
             )
             hidden = hidden + self._mlp(layer, layer.post_attention_layernorm(hidden))
         return self.model.lm_head(body.norm(hidden[:, -1]))
