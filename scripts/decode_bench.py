@@ -286,89 +286,6 @@ def gemm_layouts(args: argparse.Namespace, device: torch.device) -> None:
         print(f"[gemm] {args.preset} {name} ({rows} x {in_features} -> {out_features}): " + "; ".join(line), flush=True)
 
 
-def _prefetch_kernel():  # noqa: ANN202 - built on first use: Triton is only needed for --prefetch
-    import triton
-    import triton.language as tl
-
-    @triton.jit
-    def prefetch_l2(ptr, lines, sink, LINE: tl.constexpr, BLOCK: tl.constexpr, BULK: tl.constexpr):
-        # Each program asks the L2 for a strided share of the tensor's 128-byte lines (`prefetch.global.L2`) or of
-        # its 16 KB pieces (`cp.async.bulk.prefetch.L2`, Hopper); nothing comes back to registers, so a few programs
-        # can keep many lines in flight. The never-taken store keeps the asm from being dropped.
-        pid, programs = tl.program_id(0), tl.num_programs(0)
-        for start in range(pid * BLOCK, lines, programs * BLOCK):
-            index = start + tl.arange(0, BLOCK)
-            addresses = ptr + tl.minimum(index, lines - 1).to(tl.int64) * LINE
-            if BULK:
-                done = tl.inline_asm_elementwise("cp.async.bulk.prefetch.L2.global [$1], 16384; mov.u32 $0, 0;",
-                                                 "=r,l", [addresses], dtype=tl.int32, is_pure=False, pack=1)
-            else:
-                done = tl.inline_asm_elementwise("prefetch.global.L2::evict_last [$1]; mov.u32 $0, 0;",
-                                                 "=r,l", [addresses], dtype=tl.int32, is_pure=False, pack=1)
-            tl.store(sink + index, done, mask=done != 0)
-
-    return prefetch_l2
-
-
-def l2_prefetch(args: argparse.Namespace, device: torch.device) -> None:
-    """Would the decode step's projections run faster with their weights already in L2? A step's four projections a
-    layer, every layer (no attention or norms between them), in one CUDA graph: `cold` reads each layer's own
-    weights from HBM (as a step does), `hot` reuses the first layer's (an upper bound: already in L2), and
-    `prefetch-gemm`/`prefetch-layer` ask the L2 for the next projection's / the next layer's weights on a side stream
-    while the current one runs (programs x mode). us a layer; the engine does not prefetch."""
-    w = PRESETS[args.preset]
-    rows, dim = w.sequences, w.hidden // w.heads
-    shapes = [((w.heads + 2 * w.kv_heads) * dim, w.hidden), (w.hidden, w.heads * dim),
-              (2 * w.intermediate, w.hidden), (w.hidden, w.intermediate)]
-    gen = torch.Generator(device=device).manual_seed(0)
-    weights = [[torch.randn(n, k, device=device, dtype=torch.bfloat16, generator=gen) * 0.02 for n, k in shapes]
-               for _ in range(w.layers)]
-    inputs = [torch.randn(rows, k, device=device, dtype=torch.bfloat16, generator=gen) for _, k in shapes]
-    sink = torch.zeros(1 << 20, dtype=torch.int32, device=device)
-    kernel = _prefetch_kernel()
-    side = torch.cuda.Stream(device)
-
-    def prefetch(tensor: torch.Tensor, programs: int, bulk: bool) -> None:
-        line = 8192 if bulk else 64  # elements of bf16: a 16 KB piece / a 128-byte line
-        lines = -(-tensor.numel() // line)
-        kernel[(min(programs, lines),)](tensor, lines, sink, LINE=line, BLOCK=128, BULK=bulk, num_warps=4)
-
-    def chain(layer_weights, ahead: str = "", programs: int = 0, bulk: bool = False):  # noqa: ANN001, ANN202
-        flat = [(layer, i) for layer in range(w.layers) for i in range(len(shapes))]
-
-        def run() -> None:
-            main = torch.cuda.current_stream(device)
-            for position, (layer, i) in enumerate(flat):
-                upcoming = []
-                if ahead == "gemm" and position + 1 < len(flat):
-                    upcoming = [layer_weights[flat[position + 1][0]][flat[position + 1][1]]]
-                elif ahead == "layer" and i == 0 and layer + 1 < w.layers:
-                    upcoming = layer_weights[layer + 1]
-                if upcoming:
-                    side.wait_stream(main)
-                    with torch.cuda.stream(side):
-                        for tensor in upcoming:
-                            prefetch(tensor, programs, bulk)
-                torch.nn.functional.linear(inputs[i], layer_weights[layer][i])
-            main.wait_stream(side)
-
-        return run
-
-    hot = [weights[0]] * w.layers
-    settings = {"cold": chain(weights), "hot": chain(hot)}
-    for programs in (8, 32):
-        for bulk in (False, True):
-            mode = "bulk" if bulk else "line"
-            settings[f"prefetch-gemm p{programs} {mode}"] = chain(weights, "gemm", programs, bulk)
-            settings[f"prefetch-layer p{programs} {mode}"] = chain(weights, "layer", programs, bulk)
-    for name, run in settings.items():
-        try:
-            seconds = graph_seconds(run, device, args.repeats * 50) / w.layers
-            print(f"[prefetch] {args.preset} {name}: {1e6 * seconds:.2f} us a layer (4 projections)", flush=True)
-        except Exception as err:  # noqa: BLE001 - a mode this GPU or Triton cannot run: say so, time the rest
-            print(f"[prefetch] {args.preset} {name}: failed ({type(err).__name__}: {str(err)[:200]})", flush=True)
-
-
 def lm_head(device: torch.device) -> None:
     """Our fused chunked head (logprobs and entropy) vs Liger's fused linear cross-entropy (loss only, its
     gradient computed during the forward), forward + backward of sum(-log p(target)) on the 0.5B head."""
@@ -445,7 +362,6 @@ def main() -> None:
                         help="comma-separated cCHUNK-wWARPS[-vN: EARLY_V_MAX_D of a version that has it, ef97d7d]")
     parser.add_argument("--phases", action="store_true", help="also split one generate's wall time by engine step")
     parser.add_argument("--gemms", action="store_true", help="also time the projections alone, per cuBLAS layout")
-    parser.add_argument("--prefetch", action="store_true", help="also time the projections with weights in L2 / prefetched")
     parser.add_argument("--device", default="cuda", help="cuda; cpu only to try the script on a small preset")
     args = parser.parse_args()
     device = torch.device(args.device)
@@ -457,8 +373,6 @@ def main() -> None:
         gemm_layouts(args, device)
     if args.phases:
         phases(args, device)
-    if args.prefetch:
-        l2_prefetch(args, device)
     if args.liger:
         lm_head(device)
 
