@@ -12,7 +12,7 @@ chunks in the last chunk program instead of a merge kernel (decode_attention.FOL
 decode_attention.FUSE_ROPE_MAX_HEAD_DIM); `+gumbel=FILE` samples with the exponential-race kernel of an earlier
 decode_sampling.py (e.g. `git show 0da1d11:rlkit/rollout/decode_sampling.py`); `+cN` / `+wN` the kernel's chunk of
 slots (128) / warps (4); `+fmN` the fold for caches of up to N chunks (decode_attention.FOLD_MAX_SPLITS, 8;
-longer ones keep the merge kernel); `+pdl` Inductor's
+longer ones keep the merge kernel); `+noprefill` prefills eagerly (no captured prefill graph); `+pdl` Inductor's
 programmatic dependent launch for its Triton kernels (Hopper); `+cublaslt` cuBLASLt as torch's preferred BLAS. (Three levers measured with
 this script and then removed, docs/BENCHMARKS.md: graphs per 64/128-slot cache-length bucket with the plain
 attention, drawing the sampling noise inside the compiled step, and a Triton skinny GEMM for the projections,
@@ -109,6 +109,8 @@ def engine_for(model, tokenizer, variant: str, stops: bool) -> FastHFEngine:  # 
     if not stops:
         engine.stop_ids = set()
     engine.attention = attention
+    if "noprefill" in flags:
+        engine.prefill_graphs = False
     if "torchsample" in flags:
         engine.sampling = "torch"
     if "autotune" in flags:
@@ -241,7 +243,7 @@ def phases(args: argparse.Namespace, device: torch.device) -> None:
             return out
         return run
 
-    for name in ("refresh_fused_weights", "_prefill", "_run_decode", "_completions"):
+    for name in ("refresh_fused_weights", "_run_prefill", "_run_decode", "_completions"):
         setattr(engine, name, timing(name, getattr(engine, name)))
     engine.generate(prompts, sampling)  # compile and capture
     seconds.clear()

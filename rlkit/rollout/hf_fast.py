@@ -20,8 +20,8 @@ modules, so weights are shared with the learner and a weight sync costs nothing)
   taken from the device so one captured graph serves every step, the rotary embedding and the cache writes
   done inside for head sizes up to 64 (`rlkit/rollout/decode_attention.py`; `attention = "triton"`, the default
   where Triton is available), else batched matmuls over the whole cache;
-- small prefills (up to PREFILL_GRAPH_MAX_TOKENS prompt tokens) as one captured graph from a batch shape's
-  second call on, their prompts copied into the state's own buffers;
+- small prefills (up to PREFILL_GRAPH_MAX_TOKENS prompt tokens) as one captured graph, captured in a batch shape's
+  first call and replayed from its second, their prompts copied into the state's own buffers;
 - compaction: when half of the rows (or more) have stopped, the live rows move to the front of the
   buffers and decoding goes on with a batch half as large (its own captured graph, on views of the same
   cache), so a long-tailed batch stops paying for its finished rows (`compact`, on by default).
@@ -147,7 +147,7 @@ class FastHFEngine(InProcessEngine):
         self.stop_ids = {tokenizer.eos_token_id}
         self.cuda_graph, self.compile = cuda_graph, compile
         self.compact = True
-        self.prefill_graphs = True  # small prefills as captured graphs from a batch shape's second call (GPU)
+        self.prefill_graphs = True  # small prefills replay a captured graph from a batch shape's second call (GPU)
         self.attention = "triton"  # the decode step's attention: "triton" (where available) or "plain"
         self.compile_mode: str | None = None  # torch.compile mode of the decode step (None: the default mode)
         self.sampling = (
@@ -408,38 +408,37 @@ class FastHFEngine(InProcessEngine):
         stop: torch.Tensor | None,
         pad: int,
     ) -> None:
-        """The prefill, eager on a state's first call (which also warms up its kernels) and one captured CUDA graph
-        from its second call on: eager, its ~1,400 small ops were host-bound (29 ms of a reference `generate` on an
-        H200 for ~12 ms of kernels; up to PREFILL_GRAPH_MAX_TOKENS). The graph reads the prompts from the state's
-        own buffers."""
+        """The prefill: eager on a state's first call, which then captures it (capture runs nothing, and the random
+        draws of a graph follow the generator as eager ones do), a replay of that graph from the second call on.
+        Eager, its ~1,400 small ops were host-bound (29 ms of a reference `generate` on an H200 for ~12 ms of
+        kernels); only prefills of up to PREFILL_GRAPH_MAX_TOKENS tokens get a graph. It reads the prompts from the
+        state's own buffers."""
         device = input_ids.device
         small = input_ids.numel() <= PREFILL_GRAPH_MAX_TOKENS
         if not (self._use_graph(device) and self.prefill_graphs and small):
             self._prefill(state, input_ids, attention, sampling, stop, pad)
             return
-        if state.prompt_ids is None:
-            state.prompt_ids, state.prompt_mask = input_ids.clone(), attention.clone()
-            self._prefill(state, state.prompt_ids, state.prompt_mask, sampling, stop, pad)
+        if state.prefill_graph is not None:
+            state.prompt_ids.copy_(input_ids)
+            state.prompt_mask.copy_(attention)
+            state.prefill_graph.replay()
             return
-        state.prompt_ids.copy_(input_ids)
-        state.prompt_mask.copy_(attention)
-        if state.prefill_graph is None:
-            if self._pool is None:
-                self._pool = torch.cuda.graph_pool_handle()
-            graph = torch.cuda.CUDAGraph()
-            try:
-                with torch.cuda.graph(graph, pool=self._pool):
-                    self._prefill(state, state.prompt_ids, state.prompt_mask, sampling, stop, pad)
-            except Exception as err:  # noqa: BLE001 - capture is an optimization; the eager prefill is the same
-                log.warning("CUDA graph capture of the prefill failed (%s: %s); prefilling without graphs",
-                            type(err).__name__, err)
-                self.prefill_graphs = False
-                torch.cuda.synchronize(device)
+        state.prompt_ids, state.prompt_mask = input_ids.clone(), attention.clone()
+        self._prefill(state, state.prompt_ids, state.prompt_mask, sampling, stop, pad)
+        if self._pool is None:
+            self._pool = torch.cuda.graph_pool_handle()
+        graph = torch.cuda.CUDAGraph()
+        try:
+            with torch.cuda.graph(graph, pool=self._pool):
                 self._prefill(state, state.prompt_ids, state.prompt_mask, sampling, stop, pad)
-                return
-            state.prefill_graph = graph
-            self.stats["prefill_graphs_captured"] = self.stats.get("prefill_graphs_captured", 0) + 1
-        state.prefill_graph.replay()
+        except Exception as err:  # noqa: BLE001 - capture is an optimization; the eager prefill above is the same
+            log.warning("CUDA graph capture of the prefill failed (%s: %s); prefilling without graphs",
+                        type(err).__name__, err)
+            self.prefill_graphs = False
+            torch.cuda.synchronize(device)
+            return
+        state.prefill_graph = graph
+        self.stats["prefill_graphs_captured"] = self.stats.get("prefill_graphs_captured", 0) + 1
 
     def _use_graph(self, device: torch.device) -> bool:
         return device.type == "cuda" and (self.cuda_graph is None or self.cuda_graph)
