@@ -233,6 +233,13 @@ class LearnerConfig(Section):
                     "GiB (tokens x vocab x 2 bytes in bf16: 5.2 GiB at 32 x 576 tokens, 8.5 GiB at 29,952 tokens with a "
                     "151,936 vocabulary); longer micro-batches recompute them. 0 = always recompute.",
     )
+    packed_attention: Literal["mask", "varlen"] = Field(
+        "mask",
+        description="how packed micro-batches (micro_batch_tokens) keep their sequences apart: mask = a block-diagonal mask "
+                    "from the restarting position ids, through SDPA (every row's W x W scores computed); varlen = torch's "
+                    "variable-length flash attention over each sequence alone (rlkit/learner/varlen_attention.py; CUDA with "
+                    "bf16/fp16 weights where torch has the op, else mask). Padded micro-batches and generation are unchanged.",
+    )
     attention_backend: Literal["auto", "flash", "efficient", "cudnn", "math"] = Field(
         "auto",
         description="the SDPA backend the learner's attention tries first (forward and backward, torch and deepspeed "

@@ -4,7 +4,8 @@
 2. the engine's sampled-token logprobs vs the learner's, bf16, on the ragged shape (stop-token bias);
 3. the fused chunked LM head equals plain autograd (bf16), values and gradients, with the torch and the Triton
    chunk kernels (head_kernels.py) and with the logits kept for backward;
-4. packed token-budget micro-batches vs padded ones: the same loss and gradients (fp32, 0.5B shape);
+4. packed token-budget micro-batches vs padded ones: the same loss and gradients (fp32, 0.5B shape); in bf16, packed by
+   a mask and by the sequences' boundaries (learner.packed_attention: varlen) against padded;
 5. decode compaction (rows leave the batch as they stop; graphs per half) gives the same greedy tokens;
 6. the sampling kernels (inverse CDF): the float64 inverse CDF's tokens and log-probabilities at the same
    uniforms, and draws that follow the softmax under their own uniforms;
@@ -168,6 +169,36 @@ if want(4):
         f"gradient rel err {float((ga - gb).norm() / ga.norm()):.1e}; tokens computed {ca} padded vs {cb} packed ({sum(lengths)} real)"
     )
     del model, results, ga, gb
+    # the same batch in bf16: packed by a block-diagonal mask against packed by the boundaries (learner.packed_attention:
+    # varlen, torch's flash op), and each against the padded rows (bf16 rounding differs between the three paths)
+    w = REFERENCE
+    model = build_policy(w, dev)
+    results = {}
+    for name, config in (
+        ("padded", LearnerConfig(micro_batch_size=6, logprob_chunk_size=4096)),
+        ("mask", LearnerConfig(micro_batch_tokens=4096, logprob_chunk_size=4096)),
+        ("varlen", LearnerConfig(micro_batch_tokens=4096, logprob_chunk_size=4096, packed_attention="varlen")),
+    ):
+        learner = TorchLearner(copy.deepcopy(model), config, lr=1e-6, device=dev)
+        lp, _ = learner.logprobs(batch)
+        total = 0.0
+        for item in learner._micro_batches(batch):
+            _, micro, fed = learner._split(item)
+            fed = fed.to(dev)
+            total += float(learner._backward(fed, fed.padded if hasattr(fed, "padded") else fed, loss_fn)["loss/total"])
+        grad = torch.cat([p.grad.flatten().float() for p in learner.model.parameters() if p.grad is not None])
+        results[name] = (total, grad, lp.float().cpu(), learner.varlen)
+        del learner
+    scored = batch.loss_mask > 0
+    for name in ("mask", "varlen"):
+        total, grad, lp, used = results[name]
+        ref_total, ref_grad, ref_lp, _ = results["padded"]
+        print(
+            f"packed ({name}{', varlen op used' if used else ''}) vs padded, bf16: loss {total:.6f} vs {ref_total:.6f}, "
+            f"gradient rel err {float((grad - ref_grad).norm() / ref_grad.norm()):.1e}, logprobs mean |diff| "
+            f"{float((lp - ref_lp)[scored].abs().mean()):.1e} max {float((lp - ref_lp)[scored].abs().max()):.1e}"
+        )
+    del model, results
 
 # 5. decode compaction under greedy decoding, with CUDA graphs and torch.compile: a counting model (next token =
 #    last + 1) stops each of 128 rows after a chosen number of steps; compacted == static batch

@@ -17,7 +17,9 @@ next one runs. `nogw` sums the head's weight gradient over chunks as a half-prec
 "max-autotune-no-cudagraphs" would (Inductor's max_autotune and coordinate_descent_tuning: GEMMs benchmarked against
 Triton templates that can take their elementwise neighbours as epilogues). `maskhead` runs the LM head on the loss
 mask's positions only, the completion tokens (learner.head_loss_mask_only: the prompt's 64 of 576 tokens a row on the
-reference shape skipped; without it every position). The preset's own settings fill the rest. Each new body shape, compile scope or attention backend
+reference shape skipped; without it every position). `varlen` attends packed micro-batches by their sequences'
+boundaries (learner.packed_attention: varlen; without it a block-diagonal mask). On `ragged` the batch has the
+preset's lengths (random_batch). The preset's own settings fill the rest. Each new body shape, compile scope or attention backend
 compiles afresh (torch._dynamo.reset(): the backend is baked into the compiled code when it is traced, with no guard
 on it), then `--warmup` untimed steps (the first one's seconds include compiling: for a cold compile run each scope
 first in its own process with fresh TORCHINDUCTOR_CACHE_DIR / TRITON_CACHE_DIR) and `--repeats` timed ones. Every
@@ -46,7 +48,7 @@ import torch._inductor.config
 
 from rlkit.algos.rl_objective import make_policy_loss
 from rlkit.bench.rlkit_step import bench_config
-from rlkit.bench.workload import PRESETS, build_policy
+from rlkit.bench.workload import PRESETS, build_policy, stop_hazard
 from rlkit.learner import logprobs as head_logprobs
 from rlkit.learner.base import TokenBatch
 from rlkit.learner.logprobs import SDPA_BACKENDS, attention_backend
@@ -68,11 +70,23 @@ def kind_of(name: str) -> str:
 
 
 def random_batch(w, generator: torch.Generator) -> TokenBatch:  # noqa: ANN001
-    rows, prompt, length = w.sequences, w.prompt_tokens, w.prompt_tokens + w.completion_tokens
+    """Random tokens, every row prompt + completion long; on a preset with stops (`ragged`) the lengths its rollouts
+    have: prompts uniform in [prompt_tokens_min, prompt_tokens], completions geometric with the preset's median
+    (capped at the limit), rows right-padded."""
+    rows, length = w.sequences, w.prompt_tokens + w.completion_tokens
     ids = torch.randint(0, w.vocab - 1, (rows, length), generator=generator)
-    loss_mask = torch.zeros((rows, length))
-    loss_mask[:, prompt:] = 1.0
-    batch = TokenBatch(input_ids=ids, attention_mask=torch.ones((rows, length), dtype=torch.long), loss_mask=loss_mask)
+    prompts = torch.full((rows,), w.prompt_tokens)
+    completions = torch.full((rows,), w.completion_tokens)
+    if w.stop_median:
+        prompts = torch.randint(w.prompt_tokens_min or w.prompt_tokens, w.prompt_tokens + 1, (rows,), generator=generator)
+        hazard = stop_hazard(w)  # P(length > n) = (1 - hazard)^n, drawn by inversion
+        uniform = torch.rand((rows,), generator=generator, dtype=torch.float64)
+        drawn = torch.ceil(torch.log1p(-uniform) / torch.log1p(torch.tensor(-hazard, dtype=torch.float64)))
+        completions = drawn.clamp(1, w.completion_tokens).long()
+    column = torch.arange(length)[None]
+    attention = (column < (prompts + completions)[:, None]).long()
+    loss_mask = ((column >= prompts[:, None]) & (attention > 0)).float()
+    batch = TokenBatch(input_ids=ids * attention, attention_mask=attention, loss_mask=loss_mask)
     batch.advantages = torch.randn((rows, 1), generator=generator) * loss_mask
     return batch
 
@@ -80,7 +94,7 @@ def random_batch(w, generator: torch.Generator) -> TokenBatch:  # noqa: ANN001
 def settings(w, variant: str) -> tuple:  # noqa: ANN001
     mb, tokens, chunk, compiled = w.micro_batch_size, w.micro_batch_tokens, 4096, True
     options = {"head_kernels": "torch", "keep_head_logits_gib": 0.0, "compile_scope": "body", "attention_backend": "auto",
-               "head_loss_mask_only": False}
+               "head_loss_mask_only": False, "packed_attention": "mask"}
     for part in variant.split("-"):
         if part.startswith("mb"):
             mb, tokens = int(part[2:]), 0
@@ -100,6 +114,8 @@ def settings(w, variant: str) -> tuple:  # noqa: ANN001
             options["attention_backend"] = part
         elif part == "maskhead":
             options["head_loss_mask_only"] = True
+        elif part == "varlen":
+            options["packed_attention"] = "varlen"
         elif part in ("nogw", "autotune"):
             pass  # read below
         elif part not in ("base", ""):
@@ -191,12 +207,15 @@ def main() -> None:
     for variant in args.variants.split(","):
         mb, tokens, chunk, compiled, options = settings(w, variant)
         autotune = options.pop("autotune")
-        if (mb, tokens, compiled, options["compile_scope"], options["attention_backend"], autotune) != shape:
+        key = (mb, tokens, compiled, options["compile_scope"], options["attention_backend"], autotune,
+               options["packed_attention"])
+        if key != shape:
             torch._dynamo.reset()  # a new body shape or backend compiles afresh (static shapes, as a run of one would)
-            shape = (mb, tokens, compiled, options["compile_scope"], options["attention_backend"], autotune)
+            shape = key
             # mode "max-autotune-no-cudagraphs" as Inductor settings: the learner's torch.compile takes no mode
             torch._inductor.config.max_autotune = torch._inductor.config.coordinate_descent_tuning = autotune
-        choice = "n/a (packed rows: a block-diagonal mask)" if tokens else sdpa_choice(w, mb, device, options["attention_backend"])
+        packed = "variable-length flash attention" if options["packed_attention"] == "varlen" else "a block-diagonal mask"
+        choice = f"n/a (packed rows: {packed})" if tokens else sdpa_choice(w, mb, device, options["attention_backend"])
         model.load_state_dict(initial)
         config = bench_config(
             replace(w, micro_batch_size=mb, micro_batch_tokens=tokens), True, chunk, compiled, bool(tokens)

@@ -261,6 +261,7 @@ def sequence_logprobs(
     keep_head_logits_gib: float = 0.0,
     attention: str = "auto",
     scored: torch.Tensor | None = None,
+    cu_seqlens: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Returns [B, L] tensors where column t scores token t given tokens < t (column 0 is 0).
 
@@ -281,6 +282,9 @@ def sequence_logprobs(
     `scored` [B, L] (bool or 0/1): the columns whose values are read; the head (GEMMs, softmax passes, and their
     backward) then runs on those positions' hidden rows only, gathered differentiably, and every other column is 0.
     None scores every column. A CPU mask avoids a device sync (the gather's index is built where the mask is).
+
+    `cu_seqlens` (packed rows, with `position_ids`): the sequences' boundaries in the flat rows, handed to the
+    attention as `cu_seq_lens_q` for a model set up by `varlen_attention.install` (no mask is used then).
     """
     if position_ids is not None:
         attention_mask = None
@@ -290,8 +294,9 @@ def sequence_logprobs(
     body = compiled_body(model.model, compile_scope) if compiled else model.model
     # use_cache=False: no KV cache in training (and transformers detects packed sequences only without one)
     with attention_backend(attention):  # backward runs the kernels of the forward's choice
+        boundaries = {} if cu_seqlens is None else {"cu_seq_lens_q": cu_seqlens}
         states = body(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                      use_cache=False).last_hidden_state
+                      use_cache=False, **boundaries).last_hidden_state
     head = model.get_output_embeddings()
     if scored is None:
         hidden, targets = states[:, :-1], input_ids[:, 1:]

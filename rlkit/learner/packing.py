@@ -34,6 +34,9 @@ class PackedMicroBatch:
     source: torch.Tensor  # flat indices into [R * W] of every scored token ...
     target: torch.Tensor  # ... and where it lands in the flat [n * width] padded layout
     useful_tokens: int
+    # int32 [N + 1]: where each of the N sequences (the tail paddings among them) starts in the flat [R * W] rows,
+    # then R * W: the boundaries variable-length attention reads (rlkit/learner/varlen_attention.py)
+    cu_seqlens: torch.Tensor | None = None
 
     @property
     def computed_tokens(self) -> int:
@@ -41,7 +44,8 @@ class PackedMicroBatch:
 
     def to(self, device: torch.device | str) -> PackedMicroBatch:
         return PackedMicroBatch(self.rows, self.padded.to(device), self.input_ids.to(device), self.position_ids.to(device),
-                                self.source.to(device), self.target.to(device), self.useful_tokens)
+                                self.source.to(device), self.target.to(device), self.useful_tokens,
+                                None if self.cu_seqlens is None else self.cu_seqlens.to(device))
 
     def unpack(self, packed: torch.Tensor) -> torch.Tensor:
         """Per-token values [R, W] of the packed rows -> [n, width] of the padded rows (0 where nothing is scored)."""
@@ -94,10 +98,11 @@ def pack_rows(batch: TokenBatch, rows: list[int], lengths: list[int]) -> PackedM
         room[slot] -= size
     ids = torch.zeros((len(bins), width), dtype=torch.long)  # the tail padding is never scored: any id will do
     positions = torch.zeros((len(bins), width), dtype=torch.long)
-    source, target = [], []
+    source, target, starts = [], [], []
     for r, members in enumerate(bins):
         at = 0
         for position in members:
+            starts.append(r * width + at)
             row, size = rows[position], lengths[rows[position]]
             ids[r, at : at + size] = batch.input_ids[row, :size]
             positions[r, at : at + size] = torch.arange(size)
@@ -106,10 +111,13 @@ def pack_rows(batch: TokenBatch, rows: list[int], lengths: list[int]) -> PackedM
             target.append(torch.arange(position * longest + 1, position * longest + size))
             at += size
         positions[r, at:] = torch.arange(width - at)  # the tail padding: a sequence of its own
+        if at < width:
+            starts.append(r * width + at)
     index = torch.tensor(rows)
     padded = batch.select(index).select((slice(None), slice(0, longest)))
+    cu_seqlens = torch.tensor([*starts, len(bins) * width], dtype=torch.int32)
     return PackedMicroBatch(index, padded, ids, positions, torch.cat(source), torch.cat(target),
-                            sum(lengths[i] for i in rows))
+                            sum(lengths[i] for i in rows), cu_seqlens)
 
 
 def packed_micro_batches(batch: TokenBatch, budget: int) -> list[PackedMicroBatch]:

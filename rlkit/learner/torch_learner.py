@@ -18,6 +18,7 @@ from typing import TypeVar
 import torch
 
 from rlkit.config import LearnerConfig
+from rlkit.learner import varlen_attention
 from rlkit.learner.base import LossFn, TokenBatch, read_metrics
 from rlkit.learner.logprobs import attention_backend, sequence_logprobs
 from rlkit.learner.memory import out_of_memory
@@ -39,6 +40,11 @@ class TorchLearner:
             model = self.peft.get_base_model()  # the HF module with adapters injected; its forward uses them
         self.model = model
         self.model.to(device)
+        # packed micro-batches by the sequences' boundaries (learner.packed_attention: varlen) where it can serve
+        self.varlen = config.packed_attention == "varlen" and varlen_attention.available(
+            device, next(model.parameters()).dtype)
+        if self.varlen:
+            varlen_attention.install(self.model)
         if config.gradient_checkpointing:
             self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         params = [p for p in self.model.parameters() if p.requires_grad]
@@ -69,7 +75,8 @@ class TorchLearner:
         if isinstance(micro, PackedMicroBatch):
             lp, ent = sequence_logprobs(
                 self.model, micro.input_ids, torch.ones_like(micro.input_ids), with_entropy, self.config.logprob_chunk_size,
-                position_ids=micro.position_ids, scored=scored, **self._logprob_options(),
+                position_ids=micro.position_ids, scored=scored, cu_seqlens=micro.cu_seqlens if self.varlen else None,
+                **self._logprob_options(),
             )
             return micro.unpack(lp), (micro.unpack(ent) if ent is not None else None)
         return sequence_logprobs(

@@ -1,0 +1,105 @@
+"""Packed micro-batches attended by their sequences' boundaries (learner.packed_attention: varlen): the boundaries
+the packer writes, and on the tiny model the same log-probabilities, losses and gradients as the mask path and as
+padded rows. On CPU the attention runs its per-sequence SDPA loop (torch's flash op is CUDA-only; the GPU check
+scripts/gpu_checks.py 4 runs the op itself)."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from rlkit.algos.rl_objective import make_policy_loss
+from rlkit.config import AlgorithmConfig, LearnerConfig
+from rlkit.learner import varlen_attention
+from rlkit.learner.base import pad_sequences
+from rlkit.learner.logprobs import sequence_logprobs
+from rlkit.learner.packing import packed_micro_batches
+from rlkit.learner.torch_learner import TorchLearner
+from rlkit.world.model import build_tiny_model
+
+
+def _batch():  # noqa: ANN202
+    gen = torch.Generator().manual_seed(0)
+    lengths, starts = [9, 3, 14, 6, 11, 5], [2, 1, 4, 2, 3, 2]
+    batch = pad_sequences([torch.randint(1, 60, (n,), generator=gen).tolist() for n in lengths], starts, pad_id=0)
+    batch.advantages = torch.randn(len(lengths), generator=gen)[:, None].expand_as(batch.loss_mask).contiguous()
+    batch.old_logprobs = -3.0 + 0.3 * torch.randn(batch.loss_mask.shape, generator=gen)
+    return batch
+
+
+def _varlen_learner(model: torch.nn.Module, tokens: int) -> TorchLearner:
+    learner = TorchLearner(model, LearnerConfig(micro_batch_tokens=tokens, packed_attention="varlen"), lr=1e-3,
+                           device=torch.device("cpu"))
+    assert not learner.varlen  # CPU: torch's op cannot serve, the learner keeps the mask ...
+    learner.varlen = True  # ... so the test turns the path on, with its CPU loop standing in for the op
+    varlen_attention.install(learner.model)
+    return learner
+
+
+def test_boundaries_of_a_packed_row() -> None:
+    batch = pad_sequences([[1, 2, 3], [4, 5], [6, 7, 8, 9, 10], [11]], [1, 1, 1, 0], pad_id=0)
+    [micro] = packed_micro_batches(batch, budget=100)
+    # one 64-wide row: sequences of 5, 3, 2 and 1 tokens, then the tail padding as a sequence of its own
+    assert micro.cu_seqlens.tolist() == [0, 5, 8, 10, 11, 64] and micro.cu_seqlens.dtype == torch.int32
+    two = packed_micro_batches(pad_sequences([[1] * 40, [2] * 30, [3] * 64], [0, 0, 0], pad_id=0), budget=1000)
+    # widths round to 64: 64 | 40 + tail 24 | 30 + tail 34, rows laid end to end
+    assert two[0].cu_seqlens.tolist() == [0, 64, 104, 128, 158, 192]
+
+
+def test_varlen_logprobs_equal_mask_and_padded() -> None:
+    batch = _batch()
+    model = build_tiny_model("tiny", seed=5)
+    mask = TorchLearner(copy.deepcopy(model), LearnerConfig(micro_batch_tokens=20), lr=1e-3, device=torch.device("cpu"))
+    varlen = _varlen_learner(copy.deepcopy(model), tokens=20)
+    with torch.no_grad():
+        padded, _ = sequence_logprobs(model, batch.input_ids, batch.attention_mask)
+    lp_mask, ent_mask = mask.logprobs(batch, with_entropy=True)
+    lp_varlen, ent_varlen = varlen.logprobs(batch, with_entropy=True)
+    scored = batch.attention_mask.bool().clone()
+    scored[:, 0] = False
+    assert torch.allclose(lp_varlen[scored], lp_mask[scored], atol=1e-5)
+    assert torch.allclose(ent_varlen[scored], ent_mask[scored], atol=1e-5)
+    assert torch.allclose(lp_varlen[scored], padded[scored], atol=1e-5)
+    assert (lp_varlen[~scored] == 0).all()
+
+
+def test_varlen_loss_and_gradients_equal_mask() -> None:
+    torch.manual_seed(0)
+    batch = _batch()
+    loss_fn = make_policy_loss(AlgorithmConfig(loss_agg="seq_mean_token_mean", entropy_coef=0.01), len(batch),
+                               float(batch.loss_mask.sum()), 16)
+    model = build_tiny_model("tiny", seed=5)
+    learners = {"mask": TorchLearner(copy.deepcopy(model), LearnerConfig(micro_batch_tokens=20), lr=1e-3,
+                                     device=torch.device("cpu")),
+                "varlen": _varlen_learner(copy.deepcopy(model), tokens=20)}
+    totals, grads = {}, {}
+    for name, learner in learners.items():
+        learner.model.train()
+        totals[name] = 0.0
+        for item in learner._micro_batches(batch):
+            _, micro, fed = learner._split(item)
+            totals[name] += float(learner._backward(fed, micro, loss_fn)["loss/total"])
+        grads[name] = torch.cat([p.grad.flatten() for p in learner.model.parameters() if p.grad is not None])
+    assert totals["varlen"] == pytest.approx(totals["mask"], rel=1e-5)
+    assert torch.allclose(grads["varlen"], grads["mask"], rtol=1e-4, atol=1e-6) and grads["varlen"].abs().sum() > 0
+
+
+def test_installed_model_runs_padded_batches_as_sdpa() -> None:
+    # no boundaries passed (padded micro-batches, generation): transformers' SDPA path with its mask, bit for bit
+    batch = _batch()
+    model = build_tiny_model("tiny", seed=5).eval()
+    with torch.no_grad():
+        before, _ = sequence_logprobs(model, batch.input_ids, batch.attention_mask)
+        varlen_attention.install(model)
+        after, _ = sequence_logprobs(model, batch.input_ids, batch.attention_mask)
+    assert model.config._attn_implementation == varlen_attention.NAME
+    assert torch.equal(before, after)
+
+
+def test_no_dropout() -> None:
+    q = torch.zeros(1, 2, 4, 8)
+    with pytest.raises(ValueError, match="no dropout"):
+        varlen_attention.varlen_attention_forward(torch.nn.Module(), q, q, q, None, dropout=0.1,
+                                                  cu_seq_lens_q=torch.tensor([0, 4], dtype=torch.int32))
