@@ -15,7 +15,8 @@ from rlkit.stages.rl import build_rl_parts, rl_step
 PHASES = ("generate", "logprobs", "train", "sync")
 
 
-def bench_config(w: Workload, fast_engine: bool, chunk_size: int, compile_learner: bool = True, pack: bool = True) -> RunConfig:
+def bench_config(w: Workload, fast_engine: bool, chunk_size: int, compile_learner: bool = True, pack: bool = True,
+                 packed_attention: str = "mask") -> RunConfig:
     """The run config a user would write for this workload (GRPO, beta 0, one update per batch)."""
     return RunConfig.model_validate(
         {
@@ -24,7 +25,7 @@ def bench_config(w: Workload, fast_engine: bool, chunk_size: int, compile_learne
                         "static_cache": fast_engine},
             "rewards": [{"name": "rlkit.bench.workload:even_token_reward"}],
             "learner": {"micro_batch_size": w.micro_batch_size, "micro_batch_tokens": w.micro_batch_tokens if pack else 0,
-                        "logprob_chunk_size": chunk_size, "compile": compile_learner},
+                        "logprob_chunk_size": chunk_size, "compile": compile_learner, "packed_attention": packed_attention},
             "stages": [{"type": "rl", "batch_size": w.prompts, "lr": w.lr, "algorithm": {"kl_coef": 0.0}}],
         }
     )
@@ -37,12 +38,13 @@ def sync(device: torch.device) -> None:
 
 def run_rlkit(w: Workload, device: torch.device, steps: int, warmup: int, fast_engine: bool = True,
               chunk_size: int = 4096, label: str = "rlkit", compile_decode: bool | None = None,
-              compile_learner: bool = True, pack: bool = True, compact: bool = True) -> dict[str, Any]:
+              compile_learner: bool = True, pack: bool = True, compact: bool = True,
+              packed_attention: str = "mask") -> dict[str, Any]:
     """`warmup` untimed steps (compilation, graph capture), then `steps` timed ones. `pack` (token-budget
     packed micro-batches) and `compact` (the decode batch shrinks as rows finish) off give the padded step."""
     from rlkit.bench.report import floor_seconds
 
-    config = bench_config(w, fast_engine, chunk_size, compile_learner, pack)
+    config = bench_config(w, fast_engine, chunk_size, compile_learner, pack, packed_attention)
     model = build_policy(w, device)
     tokenizer = build_tokenizer(w)
     stage = config.stages[0]

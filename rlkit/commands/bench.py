@@ -25,6 +25,7 @@ VARIANTS = {
     "rlkit-nolc": dict(fast_engine=True, compile_learner=False),  # learner body not compiled
     "rlkit-padded": dict(fast_engine=True, pack=False, compact=False),  # padded micro-batches, static decode batch
     "rlkit-padded-nolc": dict(fast_engine=True, pack=False, compact=False, compile_learner=False),  # the same, not compiled
+    "rlkit-varlen": dict(fast_engine=True, packed_attention="varlen"),  # packed rows by their boundaries, not a mask
 }
 FRAMEWORKS = (*VARIANTS, "trl")
 
@@ -37,7 +38,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--frameworks", default="rlkit,trl",
                    help="comma-separated: rlkit (fast HF engine), trl (GRPOTrainer), and rlkit variants that undo one "
                         "change each: rlkit-hf (transformers generate), rlkit-eager (decode not compiled), rlkit-plain (fp32 "
-                        "logits), rlkit-nolc (learner not compiled), rlkit-padded (padded micro-batches, no decode compaction)")
+                        "logits), rlkit-nolc (learner not compiled), rlkit-padded (padded micro-batches, no decode compaction); and "
+                        "rlkit-varlen (packed micro-batches attended by their sequences' boundaries: learner.packed_attention varlen)")
     p.add_argument("--preset", choices=sorted(PRESETS), default="reference", help="the workload to start from")
     p.add_argument("--tiny", action="store_true", help="the same as --preset tiny")
     for f in fields(REFERENCE):
