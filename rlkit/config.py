@@ -235,7 +235,7 @@ class LearnerConfig(Section):
     )
     packed_attention: Literal["mask", "varlen"] = Field(
         "mask",
-        description="how packed micro-batches (micro_batch_tokens) keep their sequences apart: mask = a block-diagonal mask "
+        description="torch learner: how packed micro-batches (micro_batch_tokens) keep their sequences apart: mask = a block-diagonal mask "
                     "from the restarting position ids, through SDPA (every row's W x W scores computed); varlen = torch's "
                     "variable-length flash attention over each sequence alone (rlkit/learner/varlen_attention.py; CUDA with "
                     "bf16/fp16 weights where torch has the op, else mask). Padded micro-batches and generation are unchanged.",
