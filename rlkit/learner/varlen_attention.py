@@ -39,21 +39,29 @@ def available(device: torch.device, dtype: torch.dtype) -> bool:
     return device.type == "cuda" and dtype in (torch.bfloat16, torch.float16) and _varlen_op() is not None
 
 
+def _op_options() -> tuple[dict, bool]:
+    """torch's keywords for a causal call, those of torch 2.10 (`is_causal`) or later (`window_size`), and whether the
+    op groups query heads itself (`enable_gqa`). Read once, outside compiled code (`install`)."""
+    params = inspect.signature(_varlen_op()).parameters
+    return ({"window_size": (-1, 0)} if "window_size" in params else {"is_causal": True}), "enable_gqa" in params
+
+
+_OPTIONS: tuple[dict, bool] = ({}, False)
+_OP = None  # torch's op, set by `install` (compiled code reads module globals; it would not trace an import well)
+
+
 def _causal_varlen(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_seqlens: torch.Tensor, max_length: int,
                    scale: float | None) -> torch.Tensor:
-    """torch's op, causal, with its keyword names of torch 2.10 (`is_causal`) or later (`window_size`); K/V heads
-    repeated where the op cannot group query heads itself."""
-    op = _varlen_op()
-    params = inspect.signature(op).parameters
-    options = {"scale": scale}
-    options.update({"window_size": (-1, 0)} if "window_size" in params else {"is_causal": True})
+    """torch's op, causal; K/V heads repeated where the op cannot group query heads itself."""
+    causal, gqa = _OPTIONS
+    options = {"scale": scale, **causal}
     if k.shape[1] != q.shape[1]:
-        if "enable_gqa" in params:
+        if gqa:
             options["enable_gqa"] = True
         else:
             groups = q.shape[1] // k.shape[1]
             k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
-    return op(q, k, v, cu_seqlens, cu_seqlens, max_length, max_length, **options)
+    return _OP(q, k, v, cu_seqlens, cu_seqlens, max_length, max_length, **options)
 
 
 def _causal_loop(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_seqlens: torch.Tensor,
@@ -95,8 +103,11 @@ def install(model: torch.nn.Module) -> None:
     """Set the model's attention to NAME (registered with transformers once per process, its masks those of SDPA).
     Calls that pass no `cu_seq_lens_q` run exactly as under "sdpa"; the learner passes it for packed micro-batches.
     Set for good rather than per forward: compiled layers would otherwise have to guard on the config."""
-    global _registered
+    global _registered, _OPTIONS, _OP
     if not _registered:
+        _OP = _varlen_op()
+        if _OP is not None:
+            _OPTIONS = _op_options()
         from transformers import AttentionInterface
         from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
