@@ -29,10 +29,11 @@ def _batch():  # noqa: ANN202
     return batch
 
 
-def _varlen_learner(model: torch.nn.Module, tokens: int) -> TorchLearner:
+def _varlen_learner(model: torch.nn.Module, tokens: int, caplog: pytest.LogCaptureFixture | None = None) -> TorchLearner:
     learner = TorchLearner(model, LearnerConfig(micro_batch_tokens=tokens, packed_attention="varlen"), lr=1e-3,
                            device=torch.device("cpu"))
-    assert not learner.varlen  # CPU: torch's op cannot serve, the learner keeps the mask ...
+    assert not learner.varlen  # CPU: torch's op cannot serve, the learner keeps the mask and says so ...
+    assert caplog is None or "packed micro-batches use the block-diagonal mask here" in caplog.text
     learner.varlen = True  # ... so the test turns the path on, with its CPU loop standing in for the op
     varlen_attention.install(learner.model)
     return learner
@@ -48,11 +49,11 @@ def test_boundaries_of_a_packed_row() -> None:
     assert two[0].cu_seqlens.tolist() == [0, 64, 104, 128, 158, 192]
 
 
-def test_varlen_logprobs_equal_mask_and_padded() -> None:
+def test_varlen_logprobs_equal_mask_and_padded(caplog: pytest.LogCaptureFixture) -> None:
     batch = _batch()
     model = build_tiny_model("tiny", seed=5)
     mask = TorchLearner(copy.deepcopy(model), LearnerConfig(micro_batch_tokens=20), lr=1e-3, device=torch.device("cpu"))
-    varlen = _varlen_learner(copy.deepcopy(model), tokens=20)
+    varlen = _varlen_learner(copy.deepcopy(model), tokens=20, caplog=caplog)
     with torch.no_grad():
         padded, _ = sequence_logprobs(model, batch.input_ids, batch.attention_mask)
     lp_mask, ent_mask = mask.logprobs(batch, with_entropy=True)

@@ -9,6 +9,7 @@ normalized for the whole batch, so the sum is the whole batch's gradient.
 from __future__ import annotations
 
 import copy
+import logging
 import math
 import os
 from collections.abc import Callable, Iterable
@@ -45,6 +46,10 @@ class TorchLearner:
             device, next(model.parameters()).dtype)
         if self.varlen:
             varlen_attention.install(self.model)
+        elif config.packed_attention == "varlen":
+            logging.getLogger("rlkit.learner").warning(
+                "learner.packed_attention: varlen needs CUDA, bf16/fp16 weights and torch's varlen_attn; packed "
+                "micro-batches use the block-diagonal mask here (%s, %s)", device, next(model.parameters()).dtype)
         if config.gradient_checkpointing:
             self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         params = [p for p in self.model.parameters() if p.requires_grad]
