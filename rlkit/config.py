@@ -233,12 +233,15 @@ class LearnerConfig(Section):
                     "GiB (tokens x vocab x 2 bytes in bf16: 5.2 GiB at 32 x 576 tokens, 8.5 GiB at 29,952 tokens with a "
                     "151,936 vocabulary); longer micro-batches recompute them. 0 = always recompute.",
     )
-    packed_attention: Literal["mask", "varlen"] = Field(
-        "mask",
-        description="torch learner: how packed micro-batches (micro_batch_tokens) keep their sequences apart: mask = a block-diagonal mask "
-                    "from the restarting position ids, through SDPA (every row's W x W scores computed); varlen = torch's "
-                    "variable-length flash attention over each sequence alone (rlkit/learner/varlen_attention.py; CUDA with "
-                    "bf16/fp16 weights where torch has the op, else mask). Padded micro-batches and generation are unchanged.",
+    packed_attention: Literal["auto", "mask", "varlen"] = Field(
+        "auto",
+        description="torch learner: how packed micro-batches (micro_batch_tokens) keep their sequences apart: varlen = torch's "
+                    "variable-length flash attention over each sequence alone (rlkit/learner/varlen_attention.py; serves CUDA "
+                    "with bf16/fp16 weights where torch has the op; elsewhere the learner warns and uses the mask); mask = a "
+                    "block-diagonal mask from the restarting position ids, through SDPA (every row's W x W scores computed); "
+                    "auto = varlen where it serves, else mask, silently. On one H200 the ragged preset's train phase took "
+                    "0.52 s with varlen against 1.00 s with the mask (docs/BENCHMARKS.md). Padded micro-batches and "
+                    "generation are unchanged.",
     )
     attention_backend: Literal["auto", "flash", "efficient", "cudnn", "math"] = Field(
         "auto",

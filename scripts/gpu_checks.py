@@ -5,7 +5,8 @@
 3. the fused chunked LM head equals plain autograd (bf16), values and gradients, with the torch and the Triton
    chunk kernels (head_kernels.py) and with the logits kept for backward;
 4. packed token-budget micro-batches vs padded ones: the same loss and gradients (fp32, 0.5B shape); in bf16, packed by
-   a mask and by the sequences' boundaries (learner.packed_attention: varlen) against padded;
+   a mask and by the sequences' boundaries (learner.packed_attention: varlen) against padded rows and against each
+   sequence alone through SDPA's flash kernel;
 5. decode compaction (rows leave the batch as they stop; graphs per half) gives the same greedy tokens;
 6. the sampling kernels (inverse CDF): the float64 inverse CDF's tokens and log-probabilities at the same
    uniforms, and draws that follow the softmax under their own uniforms;
@@ -170,13 +171,15 @@ if want(4):
     )
     del model, results, ga, gb
     # the same batch in bf16: packed by a block-diagonal mask against packed by the boundaries (learner.packed_attention:
-    # varlen, torch's flash op), and each against the padded rows (bf16 rounding differs between the three paths)
+    # varlen, torch's flash op), each against the padded rows and against each sequence alone through SDPA's flash kernel
+    # (one unpadded sequence a micro-batch: the varlen op's own algorithm); bf16 rounding differs between kernel families
     w = REFERENCE
     model = build_policy(w, dev)
     results = {}
     for name, config in (
         ("padded", LearnerConfig(micro_batch_size=6, logprob_chunk_size=4096)),
-        ("mask", LearnerConfig(micro_batch_tokens=4096, logprob_chunk_size=4096)),
+        ("alone-flash", LearnerConfig(micro_batch_size=1, logprob_chunk_size=4096, attention_backend="flash")),
+        ("mask", LearnerConfig(micro_batch_tokens=4096, logprob_chunk_size=4096, packed_attention="mask")),
         ("varlen", LearnerConfig(micro_batch_tokens=4096, logprob_chunk_size=4096, packed_attention="varlen")),
     ):
         learner = TorchLearner(copy.deepcopy(model), config, lr=1e-6, device=dev)
@@ -190,11 +193,12 @@ if want(4):
         results[name] = (total, grad, lp.float().cpu(), learner.varlen)
         del learner
     scored = batch.loss_mask > 0
-    for name in ("mask", "varlen"):
+    for name, ref in (("mask", "padded"), ("varlen", "padded"), ("mask", "alone-flash"), ("varlen", "alone-flash"),
+                      ("padded", "alone-flash")):
         total, grad, lp, used = results[name]
-        ref_total, ref_grad, ref_lp, _ = results["padded"]
+        ref_total, ref_grad, ref_lp, _ = results[ref]
         print(
-            f"packed ({name}{', varlen op used' if used else ''}) vs padded, bf16: loss {total:.6f} vs {ref_total:.6f}, "
+            f"{name}{' (varlen op used)' if used else ''} vs {ref}, bf16: loss {total:.6f} vs {ref_total:.6f}, "
             f"gradient rel err {float((grad - ref_grad).norm() / ref_grad.norm()):.1e}, logprobs mean |diff| "
             f"{float((lp - ref_lp)[scored].abs().mean()):.1e} max {float((lp - ref_lp)[scored].abs().max()):.1e}"
         )

@@ -104,3 +104,13 @@ def test_no_dropout() -> None:
     with pytest.raises(ValueError, match="no dropout"):
         varlen_attention.varlen_attention_forward(torch.nn.Module(), q, q, q, None, dropout=0.1,
                                                   cu_seq_lens_q=torch.tensor([0, 4], dtype=torch.int32))
+
+
+def test_auto_is_the_default_and_keeps_the_mask_silently_where_varlen_cannot_serve(
+        caplog: pytest.LogCaptureFixture) -> None:
+    assert LearnerConfig().packed_attention == "auto"
+    model = build_tiny_model("tiny", seed=5)
+    with caplog.at_level("WARNING", logger="rlkit.learner"):
+        learner = TorchLearner(model, LearnerConfig(micro_batch_tokens=20), lr=1e-3, device=torch.device("cpu"))
+    assert not learner.varlen and model.config._attn_implementation != varlen_attention.NAME
+    assert "packed_attention" not in caplog.text  # auto falls back without a word; only an explicit varlen warns

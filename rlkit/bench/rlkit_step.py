@@ -16,7 +16,7 @@ PHASES = ("generate", "logprobs", "train", "sync")
 
 
 def bench_config(w: Workload, fast_engine: bool, chunk_size: int, compile_learner: bool = True, pack: bool = True,
-                 packed_attention: str = "mask") -> RunConfig:
+                 packed_attention: str = "auto") -> RunConfig:
     """The run config a user would write for this workload (GRPO, beta 0, one update per batch)."""
     return RunConfig.model_validate(
         {
@@ -39,7 +39,7 @@ def sync(device: torch.device) -> None:
 def run_rlkit(w: Workload, device: torch.device, steps: int, warmup: int, fast_engine: bool = True,
               chunk_size: int = 4096, label: str = "rlkit", compile_decode: bool | None = None,
               compile_learner: bool = True, pack: bool = True, compact: bool = True,
-              packed_attention: str = "mask") -> dict[str, Any]:
+              packed_attention: str = "auto") -> dict[str, Any]:
     """`warmup` untimed steps (compilation, graph capture), then `steps` timed ones. `pack` (token-budget
     packed micro-batches) and `compact` (the decode batch shrinks as rows finish) off give the padded step."""
     from rlkit.bench.report import floor_seconds

@@ -25,7 +25,8 @@ VARIANTS = {
     "rlkit-nolc": dict(fast_engine=True, compile_learner=False),  # learner body not compiled
     "rlkit-padded": dict(fast_engine=True, pack=False, compact=False),  # padded micro-batches, static decode batch
     "rlkit-padded-nolc": dict(fast_engine=True, pack=False, compact=False, compile_learner=False),  # the same, not compiled
-    "rlkit-varlen": dict(fast_engine=True, packed_attention="varlen"),  # packed rows by their boundaries, not a mask
+    "rlkit-mask": dict(fast_engine=True, packed_attention="mask"),  # packed rows kept apart by a block-diagonal mask
+    "rlkit-varlen": dict(fast_engine=True, packed_attention="varlen"),  # packed rows by their boundaries, asked for
 }
 FRAMEWORKS = (*VARIANTS, "trl")
 

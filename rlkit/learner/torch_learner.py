@@ -41,8 +41,8 @@ class TorchLearner:
             model = self.peft.get_base_model()  # the HF module with adapters injected; its forward uses them
         self.model = model
         self.model.to(device)
-        # packed micro-batches by the sequences' boundaries (learner.packed_attention: varlen) where it can serve
-        self.varlen = config.packed_attention == "varlen" and varlen_attention.available(
+        # packed micro-batches by the sequences' boundaries (learner.packed_attention: auto or varlen) where it can serve
+        self.varlen = config.packed_attention in ("auto", "varlen") and varlen_attention.available(
             device, next(model.parameters()).dtype)
         if self.varlen:
             varlen_attention.install(self.model)
