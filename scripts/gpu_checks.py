@@ -198,7 +198,7 @@ if want(4):
         total, grad, lp, used = results[name]
         ref_total, ref_grad, ref_lp, _ = results[ref]
         print(
-            f"{name}{' (varlen op used)' if used else ''} vs {ref}, bf16: loss {total:.6f} vs {ref_total:.6f}, "
+            f"{name}{' (varlen op used)' if used and name == 'varlen' else ''} vs {ref}, bf16: loss {total:.6f} vs {ref_total:.6f}, "
             f"gradient rel err {float((grad - ref_grad).norm() / ref_grad.norm()):.1e}, logprobs mean |diff| "
             f"{float((lp - ref_lp)[scored].abs().mean()):.1e} max {float((lp - ref_lp)[scored].abs().max()):.1e}"
         )

@@ -114,3 +114,20 @@ def test_auto_is_the_default_and_keeps_the_mask_silently_where_varlen_cannot_ser
         learner = TorchLearner(model, LearnerConfig(micro_batch_tokens=20), lr=1e-3, device=torch.device("cpu"))
     assert not learner.varlen and model.config._attn_implementation != varlen_attention.NAME
     assert "packed_attention" not in caplog.text  # auto falls back without a word; only an explicit varlen warns
+
+
+def test_rows_of_one_sequence_each_take_the_causal_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    # equal 64-token sequences fill their rows exactly: no boundaries passed (SDPA, causal), the same numbers
+    gen = torch.Generator().manual_seed(1)
+    batch = pad_sequences([torch.randint(1, 60, (64,), generator=gen).tolist() for _ in range(3)], [8, 8, 8], pad_id=0)
+    [micro] = packed_micro_batches(batch, budget=192)
+    assert micro.one_sequence_a_row and micro.input_ids.shape == (3, 64)
+    assert not packed_micro_batches(_batch(), budget=20)[0].one_sequence_a_row
+    model = build_tiny_model("tiny", seed=5)
+    varlen = _varlen_learner(copy.deepcopy(model), tokens=192)
+    calls = []
+    monkeypatch.setattr(varlen_attention, "_causal_loop", lambda *args: calls.append(args) or pytest.fail("boundaries"))
+    with torch.no_grad():
+        lp, _ = varlen.logprobs(batch)
+        padded, _ = sequence_logprobs(model, batch.input_ids, batch.attention_mask)
+    assert not calls and torch.allclose(lp[:, 1:], padded[:, 1:], atol=1e-5)

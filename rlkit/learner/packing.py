@@ -42,6 +42,11 @@ class PackedMicroBatch:
     def computed_tokens(self) -> int:
         return self.input_ids.numel()
 
+    @property
+    def one_sequence_a_row(self) -> bool:
+        """Every row holds one sequence and no tail padding: causal attention over the rows is exact as it is."""
+        return self.cu_seqlens is not None and len(self.cu_seqlens) - 1 == len(self.input_ids)
+
     def to(self, device: torch.device | str) -> PackedMicroBatch:
         return PackedMicroBatch(self.rows, self.padded.to(device), self.input_ids.to(device), self.position_ids.to(device),
                                 self.source.to(device), self.target.to(device), self.useful_tokens,
