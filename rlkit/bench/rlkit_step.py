@@ -64,6 +64,8 @@ def run_rlkit(w: Workload, device: torch.device, steps: int, warmup: int, fast_e
         return completions
 
     engine.generate = recording_generate
+    if getattr(learner, "varlen", False):
+        print(f"[{label}] packed micro-batches attend by their sequences' boundaries (varlen)", flush=True)
     prompts = prompt_samples(w)
     records = []
     try:
@@ -96,7 +98,9 @@ def run_rlkit(w: Workload, device: torch.device, steps: int, warmup: int, fast_e
         peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
     finally:
         scorer.close()
-        extra = {"compile_failed": getattr(engine, "compile_failed", None)}
+        # which attention the packed micro-batches took (learner.packed_attention auto/varlen where it serves)
+        extra = {"compile_failed": getattr(engine, "compile_failed", None),
+                 "packed_by_boundaries": getattr(learner, "varlen", None)}
         del parts, engine, learner, model
         gc.collect()
         if device.type == "cuda":
