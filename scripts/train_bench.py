@@ -18,7 +18,8 @@ next one runs. `nogw` sums the head's weight gradient over chunks as a half-prec
 Triton templates that can take their elementwise neighbours as epilogues). `maskhead` runs the LM head on the loss
 mask's positions only, the completion tokens (learner.head_loss_mask_only: the prompt's 64 of 576 tokens a row on the
 reference shape skipped; without it every position). `varlen` attends packed micro-batches by their sequences'
-boundaries (learner.packed_attention: varlen; without it a block-diagonal mask). On `ragged` the batch has the
+boundaries (learner.packed_attention: varlen, which the default `auto` picks on a GPU; without it a block-diagonal
+mask, so the variants without `varlen` are not the defaults on packed presets). On `ragged` the batch has the
 preset's lengths (random_batch). The preset's own settings fill the rest. Each new body shape, compile scope or attention backend
 compiles afresh (torch._dynamo.reset(): the backend is baked into the compiled code when it is traced, with no guard
 on it), then `--warmup` untimed steps (the first one's seconds include compiling: for a cold compile run each scope
