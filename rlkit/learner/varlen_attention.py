@@ -9,8 +9,9 @@ sequences' start offsets, built by the packer on the host, so no device sync). R
 `AttentionInterface` as NAME (`install`); calls without the boundaries (padded micro-batches, generation) take
 transformers' SDPA path unchanged.
 
-`learner.packed_attention: varlen` asks for it; it serves CUDA with bf16/fp16 weights where torch has the op
-(`available`), and the learner keeps the mask elsewhere. On CPU the same function runs a per-sequence SDPA loop (the
+`learner.packed_attention: auto` (the default) and `varlen` use it where it serves, CUDA with bf16/fp16 weights where
+torch has the op (`available`); the learner keeps the mask elsewhere, and for micro-batches whose rows hold one sequence
+each, which SDPA then runs causally with no mask (faster there on one H200: docs/BENCHMARKS.md). On CPU the same function runs a per-sequence SDPA loop (the
 tests' reference path, and a check of the plumbing).
 """
 
