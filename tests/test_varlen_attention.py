@@ -131,3 +131,20 @@ def test_rows_of_one_sequence_each_take_the_causal_path(monkeypatch: pytest.Monk
         lp, _ = varlen.logprobs(batch)
         padded, _ = sequence_logprobs(model, batch.input_ids, batch.attention_mask)
     assert not calls and torch.allclose(lp[:, 1:], padded[:, 1:], atol=1e-5)
+
+
+def test_installed_model_generates_as_before() -> None:
+    # the engine shares the learner's module: transformers' generate must run the same under the registered attention
+    from rlkit.models import encode_prompt
+    from rlkit.rollout.base import SamplingParams
+    from rlkit.rollout.hf import HFEngine
+    from rlkit.world.tokenizer import build_tiny_tokenizer
+
+    model, tok = build_tiny_model("tiny", seed=5).eval(), build_tiny_tokenizer()
+    prompts = [encode_prompt(tok, [{"role": "user", "content": f"Compute {a}+{a}."}]) for a in (3, 14)]
+    sampling = SamplingParams(n=2, max_new_tokens=10, seed=0)
+    before = HFEngine(model, tok).generate(prompts, sampling)
+    varlen_attention.install(model)
+    after = HFEngine(model, tok).generate(prompts, sampling)
+    assert [c.response_ids for c in after] == [c.response_ids for c in before]
+    assert [c.logprobs for c in after] == [c.logprobs for c in before]
