@@ -29,9 +29,10 @@ def _batch():  # noqa: ANN202
     return batch
 
 
-def _varlen_learner(model: torch.nn.Module, tokens: int, caplog: pytest.LogCaptureFixture | None = None) -> TorchLearner:
-    learner = TorchLearner(model, LearnerConfig(micro_batch_tokens=tokens, packed_attention="varlen"), lr=1e-3,
-                           device=torch.device("cpu"))
+def _varlen_learner(model: torch.nn.Module, tokens: int, caplog: pytest.LogCaptureFixture | None = None,
+                    checkpointing: bool = False) -> TorchLearner:
+    config = LearnerConfig(micro_batch_tokens=tokens, packed_attention="varlen", gradient_checkpointing=checkpointing)
+    learner = TorchLearner(model, config, lr=1e-3, device=torch.device("cpu"))
     assert not learner.varlen  # CPU: torch's op cannot serve, the learner keeps the mask and says so ...
     assert caplog is None or "packed micro-batches use the block-diagonal mask here" in caplog.text
     learner.varlen = True  # ... so the test turns the path on, with its CPU loop standing in for the op
@@ -66,7 +67,12 @@ def test_varlen_logprobs_equal_mask_and_padded(caplog: pytest.LogCaptureFixture)
     assert (lp_varlen[~scored] == 0).all()
 
 
-def test_varlen_loss_and_gradients_equal_mask() -> None:
+@pytest.mark.parametrize("checkpointing", [False, True])
+def test_varlen_loss_and_gradients_equal_mask(checkpointing: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    # with gradient checkpointing the layers' recomputed forward attends by the boundaries too (twice the calls)
+    calls = []
+    loop = varlen_attention._causal_loop
+    monkeypatch.setattr(varlen_attention, "_causal_loop", lambda *args: calls.append(1) or loop(*args))
     torch.manual_seed(0)
     batch = _batch()
     loss_fn = make_policy_loss(AlgorithmConfig(loss_agg="seq_mean_token_mean", entropy_coef=0.01), len(batch),
@@ -74,7 +80,7 @@ def test_varlen_loss_and_gradients_equal_mask() -> None:
     model = build_tiny_model("tiny", seed=5)
     learners = {"mask": TorchLearner(copy.deepcopy(model), LearnerConfig(micro_batch_tokens=20), lr=1e-3,
                                      device=torch.device("cpu")),
-                "varlen": _varlen_learner(copy.deepcopy(model), tokens=20)}
+                "varlen": _varlen_learner(copy.deepcopy(model), tokens=20, checkpointing=checkpointing)}
     totals, grads = {}, {}
     for name, learner in learners.items():
         learner.model.train()
@@ -83,6 +89,8 @@ def test_varlen_loss_and_gradients_equal_mask() -> None:
             _, micro, fed = learner._split(item)
             totals[name] += float(learner._backward(fed, micro, loss_fn)["loss/total"])
         grads[name] = torch.cat([p.grad.flatten() for p in learner.model.parameters() if p.grad is not None])
+    layers, micro_batches = learners["varlen"].model.config.num_hidden_layers, len(list(learners["varlen"]._micro_batches(batch)))
+    assert len(calls) == layers * micro_batches * (2 if checkpointing else 1)
     assert totals["varlen"] == pytest.approx(totals["mask"], rel=1e-5)
     assert torch.allclose(grads["varlen"], grads["mask"], rtol=1e-4, atol=1e-6) and grads["varlen"].abs().sum() > 0
 
