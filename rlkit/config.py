@@ -235,13 +235,13 @@ class LearnerConfig(Section):
     )
     packed_attention: Literal["auto", "mask", "varlen"] = Field(
         "auto",
-        description="torch learner: how packed micro-batches (micro_batch_tokens) keep their sequences apart: varlen = torch's "
+        description="torch learner: how packed rows (micro_batch_tokens' micro-batches, SFT's packing) keep their sequences apart: varlen = torch's "
                     "variable-length flash attention over each sequence alone (rlkit/learner/varlen_attention.py; serves CUDA "
                     "with bf16/fp16 weights where torch has the op; elsewhere the learner warns and uses the mask); mask = a "
                     "block-diagonal mask from the restarting position ids, through SDPA (every row's W x W scores computed); "
                     "auto = varlen where it serves, else mask, silently. On one H200 the ragged preset's train phase took "
-                    "0.52 s with varlen against 1.00 s with the mask (docs/BENCHMARKS.md). Padded micro-batches and "
-                    "generation are unchanged.",
+                    "0.52 s with varlen against 1.00 s with the mask (docs/BENCHMARKS.md; SFT packing not measured on a GPU). Rows of "
+                    "one sequence each, padded micro-batches and generation keep SDPA's path.",
     )
     attention_backend: Literal["auto", "flash", "efficient", "cudnn", "math"] = Field(
         "auto",

@@ -65,6 +65,15 @@ class PackedMicroBatch:
         return padded.new_zeros(self.input_ids.numel()).scatter(0, self.source, flat).view(self.input_ids.shape)
 
 
+def boundaries(position_ids: torch.Tensor) -> torch.Tensor:
+    """int32 [N + 1]: where each of the N sequences of packed rows [R, W] starts in the flat R * W tokens, then R * W,
+    read from position ids that restart at 0 for every sequence (and for a row's tail padding), as SFT packing
+    (rlkit/stages/sft.py) writes them. Call it on the host copy: it reads the values."""
+    flat = position_ids.reshape(-1)
+    starts = (flat == 0).nonzero().squeeze(1)
+    return torch.cat([starts, torch.tensor([flat.numel()], device=flat.device)]).to(torch.int32)
+
+
 def _lengths(batch: TokenBatch) -> list[int]:
     return batch.attention_mask.sum(1).tolist()  # right padding: a row's tokens are its prefix
 

@@ -23,10 +23,13 @@ from rlkit.learner import varlen_attention
 from rlkit.learner.base import LossFn, TokenBatch, read_metrics
 from rlkit.learner.logprobs import attention_backend, sequence_logprobs
 from rlkit.learner.memory import out_of_memory
-from rlkit.learner.packing import PackedMicroBatch, packed_micro_batches
+from rlkit.learner.packing import PackedMicroBatch, boundaries, packed_micro_batches
 from rlkit.learner.reference import ReferencePolicy
 
 T = TypeVar("T")
+
+
+FROM_FED = object()  # `_backward`'s default: the boundaries read from the micro-batch it is given
 
 
 class TorchLearner:
@@ -73,24 +76,36 @@ class TorchLearner:
             width = int(micro.attention_mask.sum(1).max())  # trim right padding shared by the micro-batch
             yield torch.arange(start, start + len(micro)), micro.select((slice(None), slice(0, width))) if width < micro.input_ids.shape[1] else micro
 
-    def _forward(self, micro: PackedMicroBatch | TokenBatch, with_entropy: bool,
-                 scored: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Per-token logprobs (and entropy) in the padded layout of the micro-batch's rows. `scored` (in the layout
-        the model reads, `_scored`): the positions the head runs on, 0 elsewhere; None = all."""
+    def _boundaries(self, micro: PackedMicroBatch | TokenBatch) -> torch.Tensor | None:
+        """The sequences' boundaries the attention gets for a micro-batch (`varlen_attention`), from its host copy;
+        None where the mask path runs: not packed, varlen not serving, or rows that hold one sequence each (`long`:
+        transformers hands those to SDPA causally with no mask, which beat the varlen kernel on one H200, a train step
+        of 8.10 vs 8.72 s)."""
+        if not self.varlen:
+            return None
         if isinstance(micro, PackedMicroBatch):
-            # boundaries only where a row holds several sequences: rows of one sequence each (`long`) attend causally
-            # through SDPA with no mask, which on one H200 beat the varlen kernel (train step 8.10 vs 8.72 s)
-            by_boundaries = self.varlen and not micro.one_sequence_a_row
+            cu_seqlens = micro.cu_seqlens
+        elif micro.position_ids is not None:  # packed already (SFT packing): read from its restarting positions
+            cu_seqlens = boundaries(micro.position_ids)
+        else:
+            return None
+        return None if cu_seqlens is None or len(cu_seqlens) - 1 == len(micro.input_ids) else cu_seqlens
+
+    def _forward(self, micro: PackedMicroBatch | TokenBatch, with_entropy: bool, scored: torch.Tensor | None = None,
+                 cu_seqlens: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Per-token logprobs (and entropy) in the padded layout of the micro-batch's rows. `scored` (in the layout
+        the model reads, `_scored`): the positions the head runs on, 0 elsewhere; None = all. `cu_seqlens`: the
+        sequences' boundaries (`_boundaries`, on the model's device), None for the mask path."""
+        if isinstance(micro, PackedMicroBatch):
             lp, ent = sequence_logprobs(
                 self.model, micro.input_ids, torch.ones_like(micro.input_ids), with_entropy, self.config.logprob_chunk_size,
-                position_ids=micro.position_ids, scored=scored, cu_seqlens=micro.cu_seqlens if by_boundaries else None,
-                **self._logprob_options(),
+                position_ids=micro.position_ids, scored=scored, cu_seqlens=cu_seqlens, **self._logprob_options(),
             )
             return micro.unpack(lp), (micro.unpack(ent) if ent is not None else None)
         return sequence_logprobs(
             self.model, micro.input_ids, micro.attention_mask, with_entropy, self.config.logprob_chunk_size,
             position_ids=micro.position_ids,  # packed sequences (SFT packing)
-            scored=scored, **self._logprob_options(),
+            scored=scored, cu_seqlens=cu_seqlens, **self._logprob_options(),
         )
 
     def _scored(self, fed: PackedMicroBatch | TokenBatch, padded: TokenBatch) -> torch.Tensor | None:
@@ -133,8 +148,10 @@ class TorchLearner:
         out_ent = torch.zeros(batch.input_ids.shape, dtype=torch.float) if with_entropy else None
         for item in self._micro_batches(batch):
             rows, _, fed = self._split(item)
+            cu_seqlens = self._boundaries(fed)  # from the host copy: no device sync
             fed = fed.to(self.device)
-            lp, ent = self._guarded(fed, lambda fed=fed: self._forward(fed, with_entropy))
+            cu_seqlens = None if cu_seqlens is None else cu_seqlens.to(self.device)
+            lp, ent = self._guarded(fed, lambda fed=fed, cu=cu_seqlens: self._forward(fed, with_entropy, cu_seqlens=cu))
             width = lp.shape[1]
             out_lp[rows, :width] = lp.cpu()
             if out_ent is not None:
@@ -148,13 +165,16 @@ class TorchLearner:
         useful = computed = 0
         for item in self._micro_batches(batch):
             _, padded, fed = self._split(item)
-            scored = self._scored(fed, padded)  # from the host copy: no device sync
+            scored = self._scored(fed, padded)  # from the host copies: no device sync
+            cu_seqlens = self._boundaries(fed)
             if isinstance(fed, PackedMicroBatch):
                 fed = fed.to(self.device)
                 padded = fed.padded
             else:
                 fed = padded = padded.to(self.device)
-            metrics = self._guarded(fed, lambda fed=fed, padded=padded, scored=scored: self._backward(fed, padded, loss_fn, scored))
+            cu_seqlens = None if cu_seqlens is None else cu_seqlens.to(self.device)
+            metrics = self._guarded(fed, lambda fed=fed, padded=padded, scored=scored, cu=cu_seqlens:
+                                    self._backward(fed, padded, loss_fn, scored, cu))
             for key, value in metrics.items():
                 totals[key] = totals.get(key, 0.0) + value  # loss_fn returns batch-normalized parts
             useful += int(padded.attention_mask.sum())
@@ -177,12 +197,17 @@ class TorchLearner:
         return totals
 
     def _backward(self, fed: PackedMicroBatch | TokenBatch, padded: TokenBatch, loss_fn: LossFn,
-                  scored: torch.Tensor | None = None) -> dict[str, float | torch.Tensor]:
+                  scored: torch.Tensor | None = None,
+                  cu_seqlens: torch.Tensor | object | None = FROM_FED) -> dict[str, float | torch.Tensor]:
         """Forward and backward of one micro-batch; with learner.head_loss_mask_only the head runs on the loss mask's
-        positions only (`_scored`, unless `scored` is given): every loss reads logprobs and entropy under the mask."""
+        positions only (`_scored`, unless `scored` is given): every loss reads logprobs and entropy under the mask.
+        `cu_seqlens`: the boundaries the attention gets (`_boundaries` of the host copy, as `train_step` passes them;
+        by default read from `fed` here, which for an SFT-packed batch on a GPU costs a device sync)."""
         if scored is None:
             scored = self._scored(fed, padded)
-        logprobs, entropy = self._forward(fed, with_entropy=True, scored=scored)
+        if cu_seqlens is FROM_FED:
+            cu_seqlens = self._boundaries(fed)
+        logprobs, entropy = self._forward(fed, with_entropy=True, scored=scored, cu_seqlens=cu_seqlens)
         loss, metrics = loss_fn(padded, logprobs, entropy)
         with attention_backend(self.config.attention_backend):  # a checkpointed layer's recomputed forward
             loss.backward()

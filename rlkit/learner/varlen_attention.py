@@ -1,18 +1,18 @@
 """Attention of packed micro-batches by the sequences' boundaries instead of a block-diagonal mask.
 
-A packed micro-batch (rlkit/learner/packing.py) holds several sequences per row. Through SDPA, transformers keeps
-them apart with a [rows, 1, W, W] boolean mask built from the restarting position ids: every score of the row is
-computed (W² per row, not the sequences' own lengths squared) and the masked call cannot take the flash or cuDNN
-kernels. Here the rows are flattened into one stream of tokens and torch's variable-length flash attention
-(`torch.nn.attention.varlen.varlen_attn`) runs each sequence causally over its own tokens, from `cu_seqlens` (the
-sequences' start offsets, built by the packer on the host, so no device sync). Registered with transformers'
-`AttentionInterface` as NAME (`install`); calls without the boundaries (padded micro-batches, generation) take
-transformers' SDPA path unchanged.
+A packed micro-batch (rlkit/learner/packing.py), like a batch SFT packing built (rlkit/stages/sft.py), holds several
+sequences per row. Through SDPA, transformers keeps them apart with a [rows, 1, W, W] boolean mask built from the
+restarting position ids: every score of the row is computed (W² per row, not the sequences' own lengths squared) and
+the masked call cannot take the flash or cuDNN kernels. Here the rows are flattened into one stream of tokens and
+torch's variable-length flash attention (`torch.nn.attention.varlen.varlen_attn`) runs each sequence causally over its
+own tokens, from `cu_seqlens` (the sequences' start offsets, built on the host by the packer or read from SFT's
+restarting position ids, so no device sync). Registered with transformers' `AttentionInterface` as NAME (`install`);
+calls without the boundaries (padded micro-batches, generation) take transformers' SDPA path unchanged.
 
 `learner.packed_attention: auto` (the default) and `varlen` use it where it serves, CUDA with bf16/fp16 weights where
 torch has the op (`available`); the learner keeps the mask elsewhere, and for micro-batches whose rows hold one sequence
-each, which SDPA then runs causally with no mask (faster there on one H200: docs/BENCHMARKS.md). On CPU the same function runs a per-sequence SDPA loop (the
-tests' reference path, and a check of the plumbing).
+each, which SDPA then runs causally with no mask (faster there on one H200: docs/BENCHMARKS.md). On CPU the same
+function runs a per-sequence SDPA loop (the tests' reference path, and a check of the plumbing).
 """
 
 from __future__ import annotations
