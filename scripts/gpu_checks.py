@@ -6,7 +6,7 @@
    chunk kernels (head_kernels.py) and with the logits kept for backward;
 4. packed token-budget micro-batches vs padded ones: the same loss and gradients (fp32, 0.5B shape); in bf16, packed by
    a mask and by the sequences' boundaries (learner.packed_attention: varlen) against padded rows and against each
-   sequence alone through SDPA's flash kernel;
+   sequence alone through SDPA's flash kernel, and SFT-packed rows by their boundaries against the mask;
 5. decode compaction (rows leave the batch as they stop; graphs per half) gives the same greedy tokens;
 6. the sampling kernels (inverse CDF): the float64 inverse CDF's tokens and log-probabilities at the same
    uniforms, and draws that follow the softmax under their own uniforms;
@@ -31,6 +31,7 @@ from rlkit.models import encode_prompt
 from rlkit.rollout.base import SamplingParams
 from rlkit.rollout.hf import HFEngine
 from rlkit.rollout.hf_fast import FastHFEngine
+from rlkit.stages.sft import pack_sequences, sft_loss
 
 dev = torch.device("cuda")
 ONLY = {int(n) for n in os.environ.get("CHECKS_ONLY", "").split(",") if n}  # e.g. CHECKS_ONLY=6,7
@@ -174,7 +175,7 @@ if want(4):
     # varlen, torch's flash op), each against the padded rows and against each sequence alone through SDPA's flash kernel
     # (one unpadded sequence a micro-batch: the varlen op's own algorithm); bf16 rounding differs between kernel families
     w = REFERENCE
-    model = build_policy(w, dev)
+    model = model_bf16 = build_policy(w, dev)
     results = {}
     for name, config in (
         ("padded", LearnerConfig(micro_batch_size=6, logprob_chunk_size=4096)),
@@ -202,7 +203,25 @@ if want(4):
             f"gradient rel err {float((grad - ref_grad).norm() / ref_grad.norm()):.1e}, logprobs mean |diff| "
             f"{float((lp - ref_lp)[scored].abs().mean()):.1e} max {float((lp - ref_lp)[scored].abs().max()):.1e}"
         )
-    del model, results
+    # SFT packing's rows (boundaries read from their restarting position ids): the same sequences, 2,048-token rows
+    sequences = [batch.input_ids[i, :n].tolist() for i, n in enumerate(lengths)]
+    sft_batch = pack_sequences(sequences, [32] * 24, max_length=2048, pad_id=w.vocab - 1)
+    sft_scored = sft_batch.loss_mask > 0
+    sft = {}
+    for name in ("mask", "varlen"):
+        learner = TorchLearner(copy.deepcopy(model_bf16), LearnerConfig(micro_batch_size=2, logprob_chunk_size=4096,
+                                                                         packed_attention=name), lr=1e-6, device=dev)
+        lp, _ = learner.logprobs(sft_batch)
+        metrics = learner.train_step(sft_batch, sft_loss(float(sft_batch.loss_mask.sum())))
+        sft[name] = (lp.float(), metrics["loss"], metrics["grad_norm"], learner.varlen)
+        del learner
+    (lp_m, loss_m, norm_m, _), (lp_v, loss_v, norm_v, used) = sft["mask"], sft["varlen"]
+    print(
+        f"SFT-packed rows ({len(sft_batch)} of {sft_batch.input_ids.shape[1]}), varlen{' (op used)' if used else ''} vs mask, "
+        f"bf16: loss {loss_v:.6f} vs {loss_m:.6f}, grad norm {norm_v:.4f} vs {norm_m:.4f}, logprobs mean |diff| "
+        f"{float((lp_v - lp_m)[sft_scored].abs().mean()):.1e} max {float((lp_v - lp_m)[sft_scored].abs().max()):.1e}"
+    )
+    del model, model_bf16, results
 
 # 5. decode compaction under greedy decoding, with CUDA graphs and torch.compile: a counting model (next token =
 #    last + 1) stops each of 128 rows after a chosen number of steps; compacted == static batch
