@@ -235,7 +235,8 @@ class LearnerConfig(Section):
     )
     packed_attention: Literal["auto", "mask", "varlen"] = Field(
         "auto",
-        description="torch learner: how packed rows (micro_batch_tokens' micro-batches, SFT's packing) keep their sequences apart: varlen = torch's "
+        description="how packed rows (the torch learner's micro_batch_tokens micro-batches, SFT's packing in the torch and "
+                    "deepspeed learners) keep their sequences apart: varlen = torch's "
                     "variable-length flash attention over each sequence alone (rlkit/learner/varlen_attention.py; serves CUDA "
                     "with bf16/fp16 weights where torch has the op; elsewhere the learner warns and uses the mask); mask = a "
                     "block-diagonal mask from the restarting position ids, through SDPA (every row's W x W scores computed); "

@@ -139,6 +139,34 @@ def test_lora_under_zero3_trains_only_adapters_and_saves_only_them(tmp_path):
     assert max_weight_gap(restored, ds) < 1e-6
 
 
+def test_sft_packed_rows_attend_by_their_boundaries(monkeypatch):
+    """SFT packing under ZeRO-2: with the varlen path on (its CPU loop standing in for torch's CUDA op) every layer's
+    attention gets the rows' boundaries, and the steps equal the mask path's."""
+    from rlkit.learner import varlen_attention
+    from rlkit.stages.sft import pack_sequences
+
+    gen = torch.Generator().manual_seed(1)
+    seqs = [torch.randint(4, 100, (n,), generator=gen).tolist() for n in (12, 9, 15, 7, 11, 14, 5)]
+    batch = pack_sequences(seqs, [4] * len(seqs), max_length=24, pad_id=0)
+    calls = []
+    loop = varlen_attention._causal_loop
+    monkeypatch.setattr(varlen_attention, "_causal_loop", lambda *args: calls.append(1) or loop(*args))
+    base = build_tiny_model(seed=2)
+    mask = DeepSpeedLearner(copy.deepcopy(base), LearnerConfig(micro_batch_size=2), lr=1e-3, device=CPU)
+    varlen = DeepSpeedLearner(copy.deepcopy(base), LearnerConfig(micro_batch_size=2, packed_attention="varlen"), lr=1e-3,
+                              device=CPU)
+    assert not varlen.varlen  # CPU: torch's op cannot serve; the test turns the path on with the loop
+    varlen.varlen = True
+    varlen_attention.install(varlen.policy)
+    loss = sft_loss(float(batch.loss_mask.sum()))
+    for _ in range(2):
+        mm, mv = mask.train_step(batch, loss), varlen.train_step(batch, loss)
+        assert mv["loss"] == pytest.approx(mm["loss"], abs=1e-6) and mv["grad_norm"] == pytest.approx(mm["grad_norm"], rel=1e-5)
+    layers, micro_batches = base.config.num_hidden_layers, -(-len(batch) // 2)
+    assert len(calls) == 2 * layers * micro_batches
+    assert max_weight_gap(mask, varlen) < TOL
+
+
 def test_config_follows_the_recipe():
     cfg = deepspeed_config(LearnerConfig(micro_batch_size=4, zero_stage=3, max_grad_norm=0.5), world_size=2, bf16=True)
     assert cfg["zero_optimization"]["stage"] == 3 and cfg["gradient_clipping"] == 0.5

@@ -15,7 +15,7 @@ from rlkit.config import AlgorithmConfig, LearnerConfig
 from rlkit.learner import varlen_attention
 from rlkit.learner.base import pad_sequences
 from rlkit.learner.logprobs import sequence_logprobs
-from rlkit.learner.packing import boundaries, packed_micro_batches
+from rlkit.learner.packing import attention_boundaries, boundaries, packed_micro_batches
 from rlkit.learner.torch_learner import TorchLearner
 from rlkit.world.model import build_tiny_model
 
@@ -129,8 +129,8 @@ def test_rows_of_one_sequence_each_take_the_causal_path(monkeypatch: pytest.Monk
     gen = torch.Generator().manual_seed(1)
     batch = pad_sequences([torch.randint(1, 60, (64,), generator=gen).tolist() for _ in range(3)], [8, 8, 8], pad_id=0)
     [micro] = packed_micro_batches(batch, budget=192)
-    assert micro.one_sequence_a_row and micro.input_ids.shape == (3, 64)
-    assert not packed_micro_batches(_batch(), budget=20)[0].one_sequence_a_row
+    assert attention_boundaries(micro) is None and micro.input_ids.shape == (3, 64)
+    assert attention_boundaries(packed_micro_batches(_batch(), budget=20)[0]) is not None
     model = build_tiny_model("tiny", seed=5)
     varlen = _varlen_learner(copy.deepcopy(model), tokens=192)
     calls = []

@@ -13,6 +13,7 @@ shard has fewer rows than the agreed micro-batch count runs a zero-weighted pass
 from __future__ import annotations
 
 import copy
+import logging
 import math
 import os
 import socket
@@ -23,8 +24,10 @@ import torch
 
 from rlkit.config import LearnerConfig
 from rlkit.errors import import_backend
+from rlkit.learner import varlen_attention
 from rlkit.learner.base import LossFn, TokenBatch, read_metrics
 from rlkit.learner.logprobs import attention_backend, sequence_logprobs
+from rlkit.learner.packing import attention_boundaries
 from rlkit.learner.reference import ReferencePolicy
 
 CHECKPOINT_TAG = "deepspeed"
@@ -95,9 +98,10 @@ class PolicyLogprobs(torch.nn.Module):
         self.head_options = {"head_kernels": head_kernels, "keep_head_logits_gib": keep_head_logits_gib, "attention": attention}
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, with_entropy: bool = False,
-                position_ids: torch.Tensor | None = None, scored: torch.Tensor | None = None):  # noqa: ANN201
+                position_ids: torch.Tensor | None = None, scored: torch.Tensor | None = None,
+                cu_seqlens: torch.Tensor | None = None):  # noqa: ANN201
         return sequence_logprobs(self.policy, input_ids, attention_mask, with_entropy, self.chunk_size, position_ids=position_ids,
-                                 scored=scored, **self.head_options)
+                                 scored=scored, cu_seqlens=cu_seqlens, **self.head_options)
 
 
 class DeepSpeedLearner:
@@ -119,6 +123,15 @@ class DeepSpeedLearner:
         if config.gradient_checkpointing:
             policy.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         self.bf16 = use_bf16(device)
+        # SFT-packed rows by their sequences' boundaries (learner.packed_attention: auto or varlen) where it can serve
+        self.varlen = config.packed_attention in ("auto", "varlen") and varlen_attention.available(
+            device, torch.bfloat16 if self.bf16 else next(policy.parameters()).dtype)
+        if self.varlen:
+            varlen_attention.install(policy)
+        elif config.packed_attention == "varlen":
+            logging.getLogger("rlkit.learner").warning(
+                "learner.packed_attention: varlen needs CUDA, bf16/fp16 weights and torch's varlen_attn; packed rows use "
+                "the block-diagonal mask here (%s)", device)
         wrapper = PolicyLogprobs(policy, config.logprob_chunk_size, config.head_kernels, config.keep_head_logits_gib,
                                  config.attention_backend)
         params = [p for p in wrapper.parameters() if p.requires_grad]
@@ -155,6 +168,12 @@ class DeepSpeedLearner:
             width = int(micro.attention_mask.sum(1).max())  # trim right padding shared by the micro-batch
             yield micro.select((slice(None), slice(0, width))), real
 
+    def _boundaries(self, micro: TokenBatch) -> torch.Tensor | None:
+        """SFT-packed rows' boundaries for the attention (`packing.attention_boundaries`, on the device) where varlen
+        serves; None for the mask path."""
+        cu_seqlens = attention_boundaries(micro) if self.varlen else None
+        return None if cu_seqlens is None else cu_seqlens.to(self.device)
+
     # ------------------------------------------------------------------ the learner seam
     @torch.no_grad()
     def logprobs(self, batch: TokenBatch, with_entropy: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -163,8 +182,9 @@ class DeepSpeedLearner:
         out_ent = torch.zeros(batch.input_ids.shape, dtype=torch.float) if with_entropy else None
         row = 0
         for micro, real in self._micro_batches(batch):
+            cu_seqlens = self._boundaries(micro)  # from the host copy: no device sync
             micro = micro.to(self.device)
-            lp, ent = self.engine(micro.input_ids, micro.attention_mask, with_entropy, micro.position_ids)
+            lp, ent = self.engine(micro.input_ids, micro.attention_mask, with_entropy, micro.position_ids, None, cu_seqlens)
             if not real:
                 continue
             rows, width = lp.shape
@@ -182,9 +202,10 @@ class DeepSpeedLearner:
         for index, (micro, real) in enumerate(micro_batches):
             # the head on the loss mask's positions only (a placeholder's too: its loss is zeroed anyway); from the host copy
             scored = micro.loss_mask > 0 if self.config.head_loss_mask_only else None
+            cu_seqlens = self._boundaries(micro)
             micro = micro.to(self.device)
             self.engine.set_gradient_accumulation_boundary(index == len(micro_batches) - 1)
-            logprobs, entropy = self.engine(micro.input_ids, micro.attention_mask, True, micro.position_ids, scored)
+            logprobs, entropy = self.engine(micro.input_ids, micro.attention_mask, True, micro.position_ids, scored, cu_seqlens)
             loss, metrics = loss_fn(micro, logprobs.float(), entropy.float())
             if not real:
                 loss = loss * 0.0  # a placeholder pass: no gradient, only the collectives

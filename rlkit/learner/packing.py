@@ -42,11 +42,6 @@ class PackedMicroBatch:
     def computed_tokens(self) -> int:
         return self.input_ids.numel()
 
-    @property
-    def one_sequence_a_row(self) -> bool:
-        """Every row holds one sequence and no tail padding: causal attention over the rows is exact as it is."""
-        return self.cu_seqlens is not None and len(self.cu_seqlens) - 1 == len(self.input_ids)
-
     def to(self, device: torch.device | str) -> PackedMicroBatch:
         return PackedMicroBatch(self.rows, self.padded.to(device), self.input_ids.to(device), self.position_ids.to(device),
                                 self.source.to(device), self.target.to(device), self.useful_tokens,
@@ -72,6 +67,19 @@ def boundaries(position_ids: torch.Tensor) -> torch.Tensor:
     flat = position_ids.reshape(-1)
     starts = (flat == 0).nonzero().squeeze(1)
     return torch.cat([starts, torch.tensor([flat.numel()], device=flat.device)]).to(torch.int32)
+
+
+def attention_boundaries(micro: PackedMicroBatch | TokenBatch) -> torch.Tensor | None:
+    """The boundaries a micro-batch's attention gets under `varlen_attention` (from its host copy), or None where the
+    mask path runs: rows not packed, or rows that hold one sequence each (`long`: transformers hands those to SDPA
+    causally with no mask, which beat the varlen kernel on one H200, a train step of 8.10 vs 8.72 s)."""
+    if isinstance(micro, PackedMicroBatch):
+        cu_seqlens = micro.cu_seqlens
+    elif micro.position_ids is not None:  # packed already (SFT packing): read from its restarting positions
+        cu_seqlens = boundaries(micro.position_ids)
+    else:
+        return None
+    return None if cu_seqlens is None or len(cu_seqlens) - 1 == len(micro.input_ids) else cu_seqlens
 
 
 def _lengths(batch: TokenBatch) -> list[int]:

@@ -23,7 +23,7 @@ from rlkit.learner import varlen_attention
 from rlkit.learner.base import LossFn, TokenBatch, read_metrics
 from rlkit.learner.logprobs import attention_backend, sequence_logprobs
 from rlkit.learner.memory import out_of_memory
-from rlkit.learner.packing import PackedMicroBatch, boundaries, packed_micro_batches
+from rlkit.learner.packing import PackedMicroBatch, attention_boundaries, packed_micro_batches
 from rlkit.learner.reference import ReferencePolicy
 
 T = TypeVar("T")
@@ -77,19 +77,8 @@ class TorchLearner:
             yield torch.arange(start, start + len(micro)), micro.select((slice(None), slice(0, width))) if width < micro.input_ids.shape[1] else micro
 
     def _boundaries(self, micro: PackedMicroBatch | TokenBatch) -> torch.Tensor | None:
-        """The sequences' boundaries the attention gets for a micro-batch (`varlen_attention`), from its host copy;
-        None where the mask path runs: not packed, varlen not serving, or rows that hold one sequence each (`long`:
-        transformers hands those to SDPA causally with no mask, which beat the varlen kernel on one H200, a train step
-        of 8.10 vs 8.72 s)."""
-        if not self.varlen:
-            return None
-        if isinstance(micro, PackedMicroBatch):
-            cu_seqlens = micro.cu_seqlens
-        elif micro.position_ids is not None:  # packed already (SFT packing): read from its restarting positions
-            cu_seqlens = boundaries(micro.position_ids)
-        else:
-            return None
-        return None if cu_seqlens is None or len(cu_seqlens) - 1 == len(micro.input_ids) else cu_seqlens
+        """The sequences' boundaries the attention gets (`packing.attention_boundaries`) where varlen serves, else None."""
+        return attention_boundaries(micro) if self.varlen else None
 
     def _forward(self, micro: PackedMicroBatch | TokenBatch, with_entropy: bool, scored: torch.Tensor | None = None,
                  cu_seqlens: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
